@@ -1,0 +1,1 @@
+"""Dock widgets: thin faces over the engine."""

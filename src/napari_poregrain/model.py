@@ -1,0 +1,220 @@
+"""DeepLabV3+ models, safetensors checkpoints and the model registry.
+
+A checkpoint is one ``.safetensors`` file: the weights, plus a JSON document
+under the header metadata key ``"poregrain"`` (architecture, encoder, classes,
+input normalisation, provenance). Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as _st_save
+
+from ._atomic import atomic_write_bytes
+from .classes import CLASS_NAMES, IGNORE
+from .preprocess import Normalization
+
+ARCHITECTURE = "DeepLabV3Plus"
+FORMAT = "napari-poregrain/checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "poregrain"
+MODEL_DIR_ENV = "NAPARI_POREGRAIN_MODEL_DIR"
+DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message is one sentence."""
+
+
+@dataclass
+class ModelMeta:
+    """What a checkpoint says about its model."""
+
+    encoder: str = "resnet18"
+    normalization: Normalization = field(default_factory=Normalization)
+    pixel_size_nm: float | None = None
+    name: str = ""
+    provenance: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": ARCHITECTURE,
+            "encoder": self.encoder,
+            "in_channels": 1,
+            "classes": list(CLASS_NAMES),
+            "ignore_index": IGNORE,
+            "normalization": self.normalization.to_dict(),
+            "pixel_size_nm": self.pixel_size_nm,
+            "name": self.name,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelMeta:
+        """Validate a metadata document; raise ValueError naming the first problem."""
+        expected = {
+            "format": FORMAT,
+            "architecture": ARCHITECTURE,
+            "in_channels": 1,
+            "classes": list(CLASS_NAMES),
+            "ignore_index": IGNORE,
+        }
+        for key, value in expected.items():
+            if d.get(key) != value:
+                raise ValueError(f"its {key} is {d.get(key)!r}, expected {value!r}")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"its format version {d.get('format_version')!r} is unsupported")
+        if not isinstance(d.get("encoder"), str):
+            raise ValueError("it names no encoder")
+        pixel = d.get("pixel_size_nm")
+        return cls(
+            encoder=d["encoder"],
+            normalization=Normalization.from_dict(d.get("normalization") or {}),
+            pixel_size_nm=None if pixel is None else float(pixel),
+            name=str(d.get("name", "")),
+            provenance=dict(d.get("provenance") or {}),
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode together with its metadata and source path."""
+
+    net: torch.nn.Module
+    meta: ModelMeta
+    path: Path | None = None
+
+
+def build_model(encoder: str = "resnet18") -> torch.nn.Module:
+    """A randomly initialised DeepLabV3+ (1 input channel, 3 classes); no download."""
+    import segmentation_models_pytorch as smp
+
+    try:
+        return smp.DeepLabV3Plus(
+            encoder_name=encoder, encoder_weights=None, in_channels=1, classes=len(CLASS_NAMES)
+        )
+    except KeyError as exc:
+        raise ValueError(f"unknown encoder {encoder!r} for DeepLabV3+") from exc
+
+
+def new_model(encoder: str = "resnet18", **meta) -> LoadedModel:
+    """A fresh, untrained model with its metadata."""
+    return LoadedModel(build_model(encoder).eval(), ModelMeta(encoder=encoder, **meta))
+
+
+def save_checkpoint(
+    model: LoadedModel, path: str | os.PathLike, *, half: bool = False, overwrite: bool = False
+) -> Path:
+    """Write ``model`` atomically as safetensors + JSON metadata; return the path.
+
+    Refuses to replace an existing file unless ``overwrite`` is given.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another name")
+    meta = model.meta.to_dict()
+    meta["provenance"] = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "software": f"napari-poregrain {_version()}",
+        **meta["provenance"],
+    }
+    dtype = torch.float16 if half else torch.float32
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.net.state_dict().items()
+    }
+    data = _st_save(tensors, metadata={METADATA_KEY: json.dumps(meta)})
+    atomic_write_bytes(path, data)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load and validate a checkpoint; raise :class:`CheckpointError` in one sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors model (corrupt or truncated: {exc})"
+        ) from None
+    if METADATA_KEY not in header:
+        raise CheckpointError(f"{path} is not a napari-poregrain model (no poregrain metadata)")
+    try:
+        meta = ModelMeta.from_dict(json.loads(header[METADATA_KEY]))
+        net = build_model(meta.encoder)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path} has unusable metadata: {exc}") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    bad_shape = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or bad_shape:
+        first = (missing or extra or bad_shape)[0]
+        raise CheckpointError(
+            f"{path} does not fit a DeepLabV3+ with encoder {meta.encoder} "
+            f"({len(missing)} missing, {len(extra)} unexpected, {len(bad_shape)} mis-shaped "
+            f"tensors, e.g. {first})"
+        )
+    for k, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{path} holds non-finite weights in {k}")
+    state = {k: t.to(expected[k].dtype) for k, t in tensors.items()}
+    net.load_state_dict(state)
+    return LoadedModel(net.to(device).eval(), meta, path)
+
+
+def user_model_dir() -> Path:
+    """Folder of the user's own (fine-tuned) models; ``$NAPARI_POREGRAIN_MODEL_DIR`` overrides."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-poregrain")) / "models"
+
+
+def available_models() -> dict[str, Path]:
+    """Models to choose from by name: the shipped default first, then the user's models."""
+    models: dict[str, Path] = {}
+    if DEFAULT_MODEL_PATH.is_file():
+        models["default"] = DEFAULT_MODEL_PATH
+    folder = user_model_dir()
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.safetensors")):
+            models.setdefault(p.stem, p)
+    return models
+
+
+def resolve_model(spec: str | os.PathLike | None) -> Path:
+    """Turn ``None``/``"default"``, a registered model name or a path into a file path."""
+    if spec is None or str(spec) == "default":
+        if not DEFAULT_MODEL_PATH.is_file():
+            raise CheckpointError(
+                "no default model is installed yet; pass a checkpoint file with --model"
+            )
+        return DEFAULT_MODEL_PATH
+    path = Path(spec)
+    if path.suffix == "" and not path.exists():
+        named = available_models().get(str(spec))
+        if named is not None:
+            return named
+    return path
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import segmentation_models_pytorch as smp
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
@@ -96,8 +97,6 @@ class LoadedModel:
 
 def build_model(encoder: str = "resnet18") -> torch.nn.Module:
     """A randomly initialised DeepLabV3+ (1 input channel, 3 classes); no download."""
-    import segmentation_models_pytorch as smp
-
     try:
         return smp.DeepLabV3Plus(
             encoder_name=encoder, encoder_weights=None, in_channels=1, classes=len(CLASS_NAMES)

@@ -114,8 +114,20 @@ def predict(
     for i, sl in enumerate(slices):
         check_stop(should_stop)
         _predict_2d(
-            sl[:rows], net, model, dev, th, tw, ys, xs, overlap, batch_size,
-            labels[i], None if conf is None else conf[i], tick, should_stop,
+            sl[:rows],
+            net,
+            model,
+            dev,
+            th,
+            tw,
+            ys,
+            xs,
+            overlap,
+            batch_size,
+            labels[i],
+            None if conf is None else conf[i],
+            tick,
+            should_stop,
         )
     if image.ndim == 2 or is_rgb(image):
         labels = labels[0]

@@ -80,9 +80,7 @@ def intensity_range(image: np.ndarray, norm: Normalization) -> tuple[float, floa
     return float(low), float(high)
 
 
-def normalize(
-    grey: np.ndarray, low: float, high: float, norm: Normalization
-) -> np.ndarray:
+def normalize(grey: np.ndarray, low: float, high: float, norm: Normalization) -> np.ndarray:
     """Map grey values to network input: stretch, clip to [-0.5, 1.5], standardise.
 
     NaN becomes the low value and +/-inf are clipped, so the output is finite.

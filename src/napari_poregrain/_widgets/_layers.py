@@ -49,4 +49,3 @@ def layer_kwargs(cls: int, image_layer) -> dict:
         ),
         "opacity": 0.5,
     }
-

@@ -10,6 +10,8 @@ import sys
 COMMANDS = {
     "predict": "Segment images into a 0/1/2 class map PNG per image.",
     "demo": "Open napari with the sample SEM image and the segmentation widget.",
+    "measure": "Porosity, pore- and grain-size tables (CSV + JSON) of class-map label files.",
+    "evaluate": "Per-class IoU of predicted label maps (or a model) against reference maps.",
 }
 
 

@@ -1,0 +1,100 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from napari_poregrain.model import (
+    MODEL_DIR_ENV,
+    CheckpointError,
+    available_models,
+    build_model,
+    load_checkpoint,
+    resolve_model,
+    save_checkpoint,
+)
+from napari_poregrain.predict import predict
+from napari_poregrain.synthetic import make_sample
+
+
+def test_model_shape_and_no_download():
+    net = build_model("resnet18").eval()
+    with torch.inference_mode():
+        out = net(torch.zeros(1, 1, 64, 96))
+    assert out.shape == (1, 3, 64, 96)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        build_model("no-such-encoder")
+
+
+def test_round_trip_keeps_predictions_and_metadata(tiny_model, tmp_path):
+    tiny_model.meta.provenance["data"] = "unit test"
+    path = save_checkpoint(tiny_model, tmp_path / "m.safetensors")
+    loaded = load_checkpoint(path)
+    assert loaded.meta.encoder == "resnet18" and loaded.meta.name == "tiny"
+    assert loaded.meta.normalization == tiny_model.meta.normalization
+    assert loaded.meta.provenance["data"] == "unit test" and "created" in loaded.meta.provenance
+    image, _ = make_sample((64, 64), seed=0)
+    np.testing.assert_array_equal(
+        predict(image, loaded, tile=64).labels, predict(image, tiny_model, tile=64).labels
+    )
+
+
+def test_half_precision_checkpoint_is_smaller_and_loads(tiny_model, tmp_path):
+    full = save_checkpoint(tiny_model, tmp_path / "f.safetensors")
+    half = save_checkpoint(tiny_model, tmp_path / "h.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    assert next(load_checkpoint(half).net.parameters()).dtype == torch.float32
+
+
+def test_existing_file_is_never_overwritten(tiny_checkpoint, tiny_model):
+    before = tiny_checkpoint.read_bytes()
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_checkpoint(tiny_model, tiny_checkpoint)
+    assert tiny_checkpoint.read_bytes() == before
+
+
+def test_corrupt_truncated_and_foreign_files_are_refused(tiny_checkpoint, tmp_path):
+    data = tiny_checkpoint.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x80\x04not a model at all" * 10)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, str(foreign))
+    for path, message in [
+        (truncated, "corrupt or truncated"),
+        (garbage, "corrupt or truncated"),
+        (foreign, "not a napari-poregrain model"),
+        (tmp_path / "missing.safetensors", "no such model file"),
+    ]:
+        with pytest.raises(CheckpointError, match=message) as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_wrong_metadata_or_weights_are_refused(tiny_model, tmp_path):
+    state = {k: v.contiguous() for k, v in tiny_model.net.state_dict().items()}
+    meta = tiny_model.meta.to_dict()
+    cases = {
+        "classes": ({**meta, "classes": ["a", "b"]}, state),
+        "encoder": ({**meta, "encoder": "resnet34"}, state),
+        "missing": (meta, {k: v for k, v in list(state.items())[1:]}),
+        "non-finite": (
+            meta,
+            {**state, "segmentation_head.0.bias": torch.full((3,), float("nan"))},
+        ),
+    }
+    for name, (m, s) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(s, str(path), metadata={"poregrain": json.dumps(m)})
+        with pytest.raises(CheckpointError):
+            load_checkpoint(path)
+
+
+def test_user_models_are_listed_and_resolved(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
+    save_checkpoint(tiny_model, tmp_path / "my-shale.safetensors")
+    assert available_models()["my-shale"] == tmp_path / "my-shale.safetensors"
+    assert resolve_model("my-shale") == tmp_path / "my-shale.safetensors"
+    assert resolve_model(tmp_path / "other.safetensors") == tmp_path / "other.safetensors"

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_poregrain.callbacks import Cancelled
+from napari_poregrain.predict import predict, resolve_device
+from napari_poregrain.preprocess import Normalization, intensity_range, normalize, to_grey
+from napari_poregrain.synthetic import make_sample
+
+
+def _untiled(model, image):
+    norm = model.meta.normalization
+    x = normalize(to_grey(image), *intensity_range(image, norm), norm)
+    with torch.inference_mode():
+        return model.net(torch.from_numpy(x)[None, None]).argmax(1)[0].numpy().astype(np.uint8)
+
+
+def _seam_ratio(conf: np.ndarray, edges: list[int]) -> float:
+    """Largest mean jump across the given tile-edge columns, relative to the median jump."""
+    jumps = np.abs(np.diff(conf.astype(float), axis=1)).mean(axis=0)
+    return float(jumps[[e - 1 for e in edges]].max() / np.median(jumps))
+
+
+def test_single_tile_equals_untiled_forward(tiny_model):
+    image, _ = make_sample((256, 256), seed=1)
+    tiled = predict(image, tiny_model, tile=256, device="cpu").labels
+    np.testing.assert_array_equal(tiled, _untiled(tiny_model, image))
+
+
+def test_blending_leaves_no_seams(tiny_model):
+    image, _ = make_sample((256, 256), seed=3)
+    blended = predict(image, tiny_model, tile=128, overlap=0.25, return_confidence=True)
+    hard = predict(image, tiny_model, tile=128, overlap=0.0, return_confidence=True)
+    # tiles start at x = 0, 96, 128 (blended) and 0, 128 (hard); edges at 96, 128, 224
+    assert _seam_ratio(hard.confidence, [128]) > 5  # the check sees a seam where there is one
+    assert _seam_ratio(blended.confidence, [96, 128, 224]) < 2
+    # most pixels agree with one untiled forward of the whole image
+    assert (blended.labels == _untiled(tiny_model, image)).mean() > 0.9
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (100, 130), (257, 63), (300, 700), (17, 1000)])
+def test_any_size_gives_a_map_of_the_same_size(tiny_model, shape):
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    result = predict(image, tiny_model, tile=128, overlap=0.25, return_confidence=True)
+    assert result.labels.shape == shape and result.labels.dtype == np.uint8
+    assert set(np.unique(result.labels)) <= {0, 1, 2}
+    assert result.confidence.shape == shape and result.confidence.min() >= 85  # >= 1/3
+
+
+def test_rgb_16bit_and_float_match_the_grey_uint8_image(tiny_model):
+    grey, _ = make_sample((96, 128), seed=2)
+    expected = predict(grey, tiny_model, tile=128).labels
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full_like(grey, 255)[..., None]], axis=-1)
+    for variant in (rgb, rgba, grey.astype(np.uint16) * 257, grey.astype(np.float64) / 255):
+        got = predict(variant, tiny_model, tile=128).labels
+        assert got.shape == grey.shape
+        assert (got == expected).mean() > 0.99
+
+
+def test_nan_and_inf_are_handled(tiny_model):
+    image = make_sample((64, 64), seed=4)[0].astype(np.float32)
+    image[10:20, 10:20] = np.nan
+    image[30, :] = np.inf
+    image[40, :] = -np.inf
+    assert predict(image, tiny_model, tile=64).labels.shape == (64, 64)
+
+
+def test_stack_is_segmented_slice_by_slice(tiny_model):
+    stack = np.stack([make_sample((64, 80), seed=s)[0] for s in range(3)])
+    result = predict(stack, tiny_model, tile=64)
+    assert result.labels.shape == stack.shape
+    for i in range(3):
+        np.testing.assert_array_equal(
+            result.labels[i], predict(stack[i], tiny_model, tile=64).labels
+        )
+
+
+def test_data_bar_rows_are_left_out(tiny_model):
+    image, _ = make_sample((128, 128), seed=5)
+    image[100:] = 243
+    result = predict(image, tiny_model, tile=128, content_rows=100)
+    assert (result.labels[100:] == 0).all()
+    np.testing.assert_array_equal(
+        result.labels[:100], predict(image[:100], tiny_model, tile=128).labels
+    )
+
+
+def test_progress_and_cancel(tiny_model):
+    image, _ = make_sample((200, 200), seed=6)
+    seen = []
+    predict(image, tiny_model, tile=64, overlap=0.0, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] == 16 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    calls = []
+    with pytest.raises(Cancelled):
+        predict(image, tiny_model, tile=64, should_stop=lambda: calls.append(1) or len(calls) > 2)
+
+
+def test_bad_input_is_refused_clearly(tiny_model):
+    with pytest.raises(ValueError, match="tile size"):
+        predict(np.zeros((32, 32)), tiny_model, tile=100)
+    with pytest.raises(ValueError, match="overlap"):
+        predict(np.zeros((32, 32)), tiny_model, overlap=1.0)
+    with pytest.raises(ValueError, match="2-D image"):
+        predict(np.zeros((2, 2, 8, 8)), tiny_model)
+    with pytest.raises(ValueError, match="no pixels"):
+        predict(np.zeros((0, 8)), tiny_model)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_normalisation_is_robust_to_outliers():
+    norm = Normalization()
+    image = np.full((100, 100), 100.0)
+    image[:50] = 200.0
+    image[0, 0] = 1e9  # a single hot pixel does not squash the contrast
+    low, high = intensity_range(image, norm)
+    assert (low, high) == (100.0, 200.0)
+    x = normalize(image, low, high, norm)
+    assert np.isfinite(x).all() and x.max() == pytest.approx((1.5 - 0.5) / 0.25)

@@ -1,0 +1,42 @@
+import numpy as np
+
+from napari_poregrain._sample_data import shale_sample, shale_sample_with_truth
+from napari_poregrain.synthetic import SHIFTED, make_sample
+
+
+def test_deterministic_by_seed_and_seed_matters():
+    a, la = make_sample((128, 160), seed=7)
+    b, lb = make_sample((128, 160), seed=7)
+    c, _ = make_sample((128, 160), seed=8)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    assert not np.array_equal(a, c)
+
+
+def test_classes_look_like_shale():
+    image, labels = make_sample((512, 512), seed=0)
+    assert image.dtype == np.uint8 and labels.dtype == np.uint8 and image.shape == labels.shape
+    fractions = np.bincount(labels.ravel(), minlength=3) / labels.size
+    assert 0.5 < fractions[0] < 0.8 and 0.2 < fractions[1] < 0.45 and 0.005 < fractions[2] < 0.1
+    means = [image[labels == c].mean() for c in range(3)]
+    assert means[2] < means[0] < means[1]  # pores dark, grains bright
+    assert image.std() > 10  # textured, noisy
+
+
+def test_shifted_style_changes_the_look_not_the_labels_encoding():
+    image, labels = make_sample((256, 256), seed=1, style=SHIFTED)
+    normal, _ = make_sample((256, 256), seed=1)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert abs(float(image[labels == 2].mean()) - float(normal[labels == 2].mean())) > 10
+
+
+def test_sample_data_contributions():
+    [(image, kwargs, kind)] = shale_sample()
+    assert kind == "image" and image.shape == (1024, 1024)
+    assert kwargs["scale"] == (0.01, 0.01) and kwargs["metadata"]["pixel_size_nm"] == 10.0
+    layers = shale_sample_with_truth()
+    assert [k for _, _, k in layers] == ["image", "labels", "labels"]
+    grains, pores = layers[1][0], layers[2][0]
+    _, truth = make_sample((1024, 1024), seed=0)
+    np.testing.assert_array_equal(grains.astype(bool), truth == 1)
+    np.testing.assert_array_equal(pores.astype(bool), truth == 2)

@@ -17,7 +17,7 @@ import torch
 from .callbacks import ProgressFn, StopFn, check_stop
 from .classes import N_CLASSES
 from .model import LoadedModel
-from .preprocess import intensity_range, is_rgb, normalize, to_grey
+from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
 from .tiling import blend_window, overlap_pixels, tile_size, tile_starts
 
 DEFAULT_TILE = 512
@@ -53,11 +53,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on CUDA (else fp16) and on CPUs with native bf16; fp32 otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def predict(
@@ -68,6 +83,7 @@ def predict(
     overlap: float = DEFAULT_OVERLAP,
     batch_size: int = DEFAULT_BATCH,
     device: str | torch.device = "auto",
+    precision: str = "auto",
     content_rows: int | None = None,
     return_confidence: bool = False,
     progress: ProgressFn | None = None,
@@ -75,6 +91,7 @@ def predict(
 ) -> Prediction:
     """Segment a 2-D image, an RGB(A) image or a (Z, Y, X) stack slice by slice.
 
+    ``precision`` picks autocast (see :func:`resolve_precision`; ``fp32`` is exact).
     ``content_rows`` limits segmentation to the rows above a burned-in data bar;
     the rows below get class 0 (and confidence 0). Raises
     :class:`~napari_poregrain.callbacks.Cancelled` when ``should_stop()`` is true.
@@ -96,9 +113,23 @@ def predict(
         raise ValueError(f"content_rows={content_rows} is outside the image's {height} rows")
     dev = resolve_device(device)
     th, tw = tile_size(rows, tile), tile_size(width, tile)
-    ys = tile_starts(rows, th, overlap_pixels(th, overlap))
-    xs = tile_starts(width, tw, overlap_pixels(tw, overlap))
-    total = len(slices) * len(ys) * len(xs)
+    oy, ox = overlap_pixels(th, overlap), overlap_pixels(tw, overlap)
+    net = model.net.to(dev).eval()
+    if dev.type != "mps":
+        net = net.to(memory_format=torch.channels_last)
+    plan = _Plan(
+        net=net,
+        norm=model.meta.normalization,
+        device=dev,
+        dtype=resolve_precision(precision, dev),
+        tile_h=th,
+        tile_w=tw,
+        ys=tile_starts(rows, th, oy),
+        xs=tile_starts(width, tw, ox),
+        window=torch.from_numpy(blend_window(th, tw, max(oy, ox))),
+        batch_size=batch_size,
+    )
+    total = len(slices) * len(plan.ys) * len(plan.xs)
     done = [0]
 
     def tick(n: int) -> None:
@@ -106,46 +137,40 @@ def predict(
         if progress is not None:
             progress(done[0], total)
 
-    net = model.net.to(dev).eval()
-    if dev.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
     labels = np.zeros((len(slices), height, width), np.uint8)
     conf = np.zeros_like(labels) if return_confidence else None
     for i, sl in enumerate(slices):
         check_stop(should_stop)
-        _predict_2d(
-            sl[:rows],
-            net,
-            model,
-            dev,
-            th,
-            tw,
-            ys,
-            xs,
-            overlap,
-            batch_size,
-            labels[i],
-            None if conf is None else conf[i],
-            tick,
-            should_stop,
-        )
+        out_conf = None if conf is None else conf[i]
+        _predict_2d(sl[:rows], plan, labels[i], out_conf, tick, should_stop)
     if image.ndim == 2 or is_rgb(image):
         labels = labels[0]
         conf = None if conf is None else conf[0]
     return Prediction(labels, conf)
 
 
-def _predict_2d(
-    image, net, model, dev, th, tw, ys, xs, overlap, batch_size, out, conf, tick, should_stop
-) -> None:
+@dataclass
+class _Plan:
+    """Everything fixed for one call of :func:`predict`."""
+
+    net: torch.nn.Module
+    norm: Normalization
+    device: torch.device
+    dtype: torch.dtype
+    tile_h: int
+    tile_w: int
+    ys: list[int]
+    xs: list[int]
+    window: torch.Tensor
+    batch_size: int
+
+
+def _predict_2d(image, plan: _Plan, out, conf, tick, should_stop) -> None:
     """Fill ``out[:rows]`` (and ``conf``) for one 2-D image, streaming rows of tiles."""
-    norm = model.meta.normalization
+    norm, th, tw, ys, xs = plan.norm, plan.tile_h, plan.tile_w, plan.ys, plan.xs
     low, high = intensity_range(image, norm)
     rows, width = image.shape[:2]
     span_w = max(width, tw)
-    window = torch.from_numpy(
-        blend_window(th, tw, max(overlap_pixels(th, overlap), overlap_pixels(tw, overlap)))
-    )
     acc = torch.zeros((N_CLASSES, th, span_w))
     wsum = torch.zeros((th, span_w))
     for j, y0 in enumerate(ys):
@@ -155,14 +180,14 @@ def _predict_2d(
         if any(p[1] for p in pad):
             strip = np.pad(strip, pad, mode="reflect" if min(strip.shape) > 1 else "edge")
         strip_t = torch.from_numpy(np.ascontiguousarray(strip))
-        for k in range(0, len(xs), batch_size):
+        for k in range(0, len(xs), plan.batch_size):
             check_stop(should_stop)
-            chunk = xs[k : k + batch_size]
+            chunk = xs[k : k + plan.batch_size]
             batch = torch.stack([strip_t[:, x : x + tw] for x in chunk])[:, None]
-            probs = _forward(net, batch, dev)
+            probs = _forward(plan.net, batch, plan.device, plan.dtype)
             for x, p in zip(chunk, probs):
-                acc[:, :, x : x + tw] += p * window
-                wsum[:, x : x + tw] += window
+                acc[:, :, x : x + tw] += p * plan.window
+                wsum[:, x : x + tw] += plan.window
             tick(len(chunk))
         # Rows above the next tile row are final: no later tile touches them.
         last = j == len(ys) - 1
@@ -183,13 +208,16 @@ def _predict_2d(
 
 
 @torch.inference_mode()
-def _forward(net: torch.nn.Module, batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
+def _forward(
+    net: torch.nn.Module, batch: torch.Tensor, dev: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """Class probabilities (float32, on the CPU) for a (B, 1, H, W) batch."""
     if dev.type == "cuda":
         batch = batch.pin_memory().to(dev, non_blocking=True)
-        batch = batch.contiguous(memory_format=torch.channels_last)
     else:
         batch = batch.to(dev)
-    with _autocast(dev):
+    if dev.type != "mps":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    with _autocast(dev, dtype):
         logits = net(batch)
     return torch.softmax(logits.float(), dim=1).cpu()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..model import CheckpointError, load_checkpoint, resolve_model
-from ..predict import DEFAULT_OVERLAP, DEFAULT_TILE, predict
+from ..predict import DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from . import CliError
 from ._progress import TileBar
 
@@ -25,6 +25,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=DEFAULT_TILE)
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32",
+    )
 
 
 def load_model(args: argparse.Namespace):

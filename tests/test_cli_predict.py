@@ -1,0 +1,98 @@
+import subprocess
+import sys
+
+import numpy as np
+import tifffile
+from conftest import shared_data
+from PIL import Image
+
+from napari_poregrain.cli import main
+from napari_poregrain.synthetic import make_sample
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "napari_poregrain.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_predict_writes_one_class_map_per_image(tiny_checkpoint, tmp_path):
+    image, _ = make_sample((100, 150), seed=0)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    Image.fromarray(make_sample((70, 60), seed=1)[0]).save(tmp_path / "b.png")
+    rgb = np.repeat(make_sample((40, 50), seed=2)[0][..., None], 3, -1)
+    Image.fromarray(rgb).save(tmp_path / "c.jpg")
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "a.tif"), str(tmp_path / "b.png"), str(tmp_path / "c.jpg")]
+    code = main([*args, "--out", str(out), "--model", str(tiny_checkpoint), "--tile", "64"])
+    assert code == 0
+    for stem, shape in (("a", (100, 150)), ("b", (70, 60)), ("c", (40, 50))):
+        labels = np.asarray(Image.open(out / f"{stem}.png"))
+        assert labels.shape == shape and labels.dtype == np.uint8
+        assert set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_bad_files_are_named_and_the_rest_still_done(tiny_checkpoint, tmp_path):
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, make_sample((64, 64), seed=0)[0])
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"II*\x00 not really a tiff")
+    odd = tmp_path / "notes.txt"
+    odd.write_text("hello")
+    missing = tmp_path / "missing.tif"
+    out = tmp_path / "out"
+    res = _run(
+        "predict",
+        str(missing),
+        str(broken),
+        str(odd),
+        str(good),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_checkpoint),
+        "--tile",
+        "64",
+    )
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("poregrain predict:")]
+    assert len(errors) == 3
+    for bad, line in zip((missing, broken, odd), errors):
+        assert str(bad) in line
+    assert (out / "good.png").is_file() and not (out / "broken.png").exists()
+
+
+def test_corrupt_model_is_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    image = tmp_path / "a.tif"
+    tifffile.imwrite(image, np.zeros((32, 32), np.uint8))
+    res = _run("predict", str(image), "--out", str(tmp_path / "o"), "--model", str(bad))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and str(bad) in res.stderr
+
+
+def test_data_bar_of_the_real_zeiss_image_gets_class_zero(tiny_checkpoint, tmp_path):
+    path = shared_data("zeiss-shale-pores") / "images" / "train_1.tif"
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_checkpoint),
+                "--tile",
+                "256",
+            ]
+        )
+        == 0
+    )
+    labels = np.asarray(Image.open(out / "train_1.png"))
+    assert labels.shape == (768, 1024)
+    assert (labels[700:] == 0).all()

@@ -6,6 +6,7 @@ from napari_poregrain.callbacks import Cancelled
 from napari_poregrain.predict import predict, resolve_device
 from napari_poregrain.preprocess import Normalization, intensity_range, normalize, to_grey
 from napari_poregrain.synthetic import make_sample
+from napari_poregrain.tiling import layout
 
 
 def _untiled(model, image):
@@ -40,9 +41,10 @@ def test_blending_leaves_no_seams(tiny_model):
     image, _ = make_sample((256, 256), seed=3)
     blended = predict(image, tiny_model, tile=128, overlap=0.25, return_confidence=True)
     hard = predict(image, tiny_model, tile=128, overlap=0.0, return_confidence=True)
-    # tiles start at x = 0, 96, 128 (blended) and 0, 128 (hard); edges at 96, 128, 224
+    # 144-px tiles start at x = 0, 112 (blended: edges 112, 144) and 0, 128 (hard: edge 128)
+    assert layout(256, 128, 32) == (144, [0, 112]) and layout(256, 128, 0) == (128, [0, 128])
     assert _seam_ratio(hard.confidence, [128]) > 5  # the check sees a seam where there is one
-    assert _seam_ratio(blended.confidence, [96, 128, 224]) < 2
+    assert _seam_ratio(blended.confidence, [112, 144]) < 2
     # most pixels agree with one untiled forward of the whole image
     assert (blended.labels == _untiled(tiny_model, image)).mean() > 0.85
 
@@ -99,7 +101,8 @@ def test_progress_and_cancel(tiny_model):
     image, _ = make_sample((200, 200), seed=6)
     seen = []
     predict(image, tiny_model, tile=64, overlap=0.0, progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1][0] == seen[-1][1] == 16 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1][0] == seen[-1][1] == 16  # 4 x 4 tiles of 64 px
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     calls = []
     with pytest.raises(Cancelled):
         predict(image, tiny_model, tile=64, should_stop=lambda: calls.append(1) or len(calls) > 2)

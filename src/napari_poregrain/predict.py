@@ -18,10 +18,10 @@ from .callbacks import ProgressFn, StopFn, check_stop
 from .classes import N_CLASSES
 from .model import LoadedModel
 from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
-from .tiling import blend_window, overlap_pixels, tile_size, tile_starts
+from .tiling import blend_window, layout, overlap_pixels
 
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 0.125
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 0.0625
 DEFAULT_BATCH = 4
 
 
@@ -112,8 +112,8 @@ def predict(
     if not 1 <= rows <= height:
         raise ValueError(f"content_rows={content_rows} is outside the image's {height} rows")
     dev = resolve_device(device)
-    th, tw = tile_size(rows, tile), tile_size(width, tile)
-    oy, ox = overlap_pixels(th, overlap), overlap_pixels(tw, overlap)
+    ov = overlap_pixels(tile, overlap)
+    (th, ys), (tw, xs) = layout(rows, tile, ov), layout(width, tile, ov)
     net = model.net.to(dev).eval()
     if dev.type != "mps":
         net = net.to(memory_format=torch.channels_last)
@@ -124,9 +124,9 @@ def predict(
         dtype=resolve_precision(precision, dev),
         tile_h=th,
         tile_w=tw,
-        ys=tile_starts(rows, th, oy),
-        xs=tile_starts(width, tw, ox),
-        window=torch.from_numpy(blend_window(th, tw, max(oy, ox))),
+        ys=ys,
+        xs=xs,
+        window=torch.from_numpy(blend_window(th, tw, ov)),
         batch_size=batch_size,
     )
     total = len(slices) * len(plan.ys) * len(plan.xs)

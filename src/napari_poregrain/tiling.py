@@ -12,11 +12,13 @@ def round_up(n: int, multiple: int = MULTIPLE) -> int:
     return -(-n // multiple) * multiple
 
 
-def tile_size(length: int, tile: int) -> int:
-    """The tile side used along an axis of ``length`` pixels (shrunk for small images)."""
+GROWTH = 1.125
+"""Tiles may grow up to this factor over the nominal size to avoid one extra row of tiles."""
+
+
+def check_tile(tile: int) -> None:
     if tile < MULTIPLE or tile % MULTIPLE:
         raise ValueError(f"tile size must be a multiple of {MULTIPLE} and at least {MULTIPLE}")
-    return min(tile, round_up(length))
 
 
 def overlap_pixels(tile: int, overlap: float) -> int:
@@ -25,18 +27,27 @@ def overlap_pixels(tile: int, overlap: float) -> int:
     return int(round(tile * overlap))
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``max(length, tile)`` pixels.
+def layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """Tile side and start offsets covering an axis of ``length`` pixels.
 
-    Consecutive tiles overlap by at least ``overlap`` pixels; the last tile ends
-    exactly at the end of the axis.
+    An axis that fits one tile gets one tile of ``length`` rounded up to a
+    multiple of 16 (padded by the caller). Otherwise the fewest tiles of at most
+    ``GROWTH * tile`` pixels that overlap by at least ``overlap`` pixels are
+    spread evenly, the first starting at 0 and the last ending at ``length``:
+    this keeps the extra work of tiling close to the overlap itself instead of
+    wasting most of a tile on the last one.
     """
-    span = max(length, tile)
-    stride = max(1, tile - overlap)
-    starts = list(range(0, span - tile + 1, stride))
-    if starts[-1] != span - tile:
-        starts.append(span - tile)
-    return starts
+    check_tile(tile)
+    if length <= tile:
+        return round_up(length), [0]
+    largest = int(tile * GROWTH) // MULTIPLE * MULTIPLE
+    n = -(-(length - overlap) // (largest - overlap))
+    while (side := round_up(-(-(length + (n - 1) * overlap) // n))) > largest:
+        n += 1
+    if side >= length:
+        return round_up(length), [0]
+    starts = [round(i * (length - side) / (n - 1)) for i in range(n)]
+    return side, starts
 
 
 def blend_window(height: int, width: int, overlap: int) -> np.ndarray:

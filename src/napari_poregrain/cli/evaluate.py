@@ -5,7 +5,9 @@ Three ways to give the pairs (files matched by stem):
 * ``--pred DIR --truth DIR``: existing 0/1/2 class maps against reference maps;
 * ``--images DIR --truth DIR [--model M]``: predict each image (above its data bar), then compare;
 * ``--data-dir D [--split test]``: the seed's layout, ``D/JPEGImages/<stem>.jpg`` predicted and
-  compared with ``D/SegmentationClassRaw/<stem>.png`` for the stems in ``D/ImageSets/<split>.txt``.
+  compared with ``D/SegmentationClassRaw/<stem>.png`` for the stems in ``D/ImageSets/<split>.txt``;
+* ``--config RECIPE``: the held-out images of each source of a training recipe, with the model
+  and with two baselines (Otsu threshold for pores, the majority class).
 
 Every file must have its partner; the first missing, unreadable or mis-sized file stops the run
 with one line naming it (exit 2). ``--json`` prints one JSON object on stdout and nothing else.
@@ -40,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="D",
         help="seed layout: JPEGImages/, SegmentationClassRaw/",
+    )
+    src.add_argument(
+        "--config",
+        type=Path,
+        metavar="RECIPE",
+        help="a training recipe (TOML): score its held-out images per source, with baselines",
     )
     p.add_argument("--truth", type=Path, metavar="DIR", help="reference label maps (0/1/2/255)")
     p.add_argument("--split", default="test", help="with --data-dir: ImageSets/<SPLIT>.txt")
@@ -165,7 +173,43 @@ def evaluate(args: argparse.Namespace) -> ConfusionMatrix:
     return cm
 
 
+def _recipe_report(args: argparse.Namespace) -> dict:
+    from ..recipe import load_recipe, load_split, validation_report
+    from .predict import load_model
+
+    try:
+        split = load_split(load_recipe(args.config))
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    model = load_model(args)
+    bar = tqdm(desc="evaluate", unit="image", file=sys.stderr, leave=False, disable=None)
+    with bar:
+        return validation_report(
+            split, model, progress=lambda *_: bar.update(), tile=args.tile,
+            overlap=args.overlap, batch_size=args.batch, device=args.device,
+            precision=args.precision,
+        )  # fmt: skip
+
+
+def _print_recipe_report(report: dict) -> None:
+    for source, rows in report.items():
+        print(f"{source} ({len(rows['images'])} held-out images)")
+        print(f"  {'':10s} {'matrix':>8s} {'grain':>8s} {'pore':>8s} {'mean':>8s}")
+        for kind in ("model", "otsu", "majority"):
+            ious = rows[kind]["per_class_iou"]
+            cells = [ious[c] for c in ("matrix", "grain", "pore")] + [rows[kind]["mean_iou"]]
+            text = " ".join(f"{'-' if v is None else f'{v:.4f}':>8s}" for v in cells)
+            print(f"  {kind:10s} {text}")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        report = _recipe_report(args)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            _print_recipe_report(report)
+        return 0
     cm = evaluate(args)
     if args.json:
         print(json.dumps(cm.to_dict()))

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_poregrain.cli import main
+from napari_poregrain.recipe import (
+    baseline,
+    load_recipe,
+    load_split,
+    unlabelled_pores,
+    validation_report,
+)
+from napari_poregrain.synthetic import make_sample
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    images, labels = tmp_path / "data" / "images", tmp_path / "data" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for i in range(4):
+        image, truth = make_sample((64, 64), seed=i)
+        truth[truth == 2] = 0  # a set without a pore class
+        Image.fromarray(image).save(images / f"tile{i}.png")
+        Image.fromarray(truth).save(labels / f"tile{i}.png")
+    path = tmp_path / "recipes" / "r.toml"
+    path.parent.mkdir()
+    path.write_text(
+        """
+[model]
+encoder = "resnet18"
+[train]
+crop = 64
+steps = 2
+[[source]]
+name = "tiles"
+images = "../data/images"
+labels = "../data/labels"
+val_last = 1
+pores_unlabelled = true
+repeat = 2
+[[source]]
+name = "syn"
+synthetic = true
+count = 1
+val_count = 1
+size = 64
+"""
+    )
+    return path
+
+
+def test_recipe_split_is_fixed_and_paths_are_relative(recipe_file):
+    recipe = load_recipe(recipe_file)
+    assert recipe.train == {"crop": 64, "steps": 2}
+    assert recipe.sources[0].images == (recipe_file.parent.parent / "data" / "images").resolve()
+    split = load_split(recipe)
+    assert [s for s, _, _ in split.train["tiles"]] == ["tile0", "tile1", "tile2"] * 2
+    assert [s for s, _, _ in split.val["tiles"]] == ["tile3"]
+    assert len(split.train["syn"]) == 1 and len(split.val["syn"]) == 1
+    # held-out labels are untouched; training labels lose the pore-like dark pixels
+    _, image, lab = split.train["tiles"][0]
+    truth = make_sample((64, 64), seed=0)[1]
+    assert set(np.unique(lab)) <= {0, 1, 255}
+    ignored = lab == 255
+    assert ignored.any() and image[ignored].mean() < image[~ignored].mean() - 40
+    assert split.val["tiles"][0][2].max() <= 1
+
+
+def test_bad_recipes_are_refused(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[source]]\nname = 'x'\nimage = 'typo'\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_recipe(bad)
+    bad.write_text("[train]\ncrop = 64\n")
+    with pytest.raises(ValueError, match="no \\[\\[source\\]\\]"):
+        load_recipe(bad)
+
+
+def test_unlabelled_pores_finds_dark_spots_only():
+    image = np.full((64, 64), 180, np.uint8) + np.random.default_rng(0).integers(0, 6, (64, 64))
+    image = image.astype(np.uint8)
+    image[30:34, 30:34] = 40
+    mask = unlabelled_pores(image)
+    assert mask[31, 31] and mask.sum() < 100  # the 4x4 spot and a thin margin
+
+
+def test_baselines():
+    image = np.array([[10, 10, 200, 200]], np.uint8)
+    np.testing.assert_array_equal(baseline(image, "otsu"), [[2, 2, 0, 0]])
+    np.testing.assert_array_equal(baseline(image, "majority", majority=1), [[1, 1, 1, 1]])
+
+
+def test_validation_report_and_cli(recipe_file, tiny_model, tiny_checkpoint, capsys):
+    report = validation_report(load_split(load_recipe(recipe_file)), tiny_model, tile=64)
+    assert set(report) == {"tiles", "syn"}
+    assert set(report["tiles"]) == {"model", "otsu", "majority", "images"}
+    assert report["tiles"]["majority"]["per_class_iou"]["pore"] is None
+    code = main(
+        [
+            "evaluate",
+            "--config",
+            str(recipe_file),
+            "--model",
+            str(tiny_checkpoint),
+            "--tile",
+            "64",
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"tiles", "syn"}

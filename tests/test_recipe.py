@@ -62,7 +62,6 @@ def test_recipe_split_is_fixed_and_paths_are_relative(recipe_file):
     assert len(split.train["syn"]) == 1 and len(split.val["syn"]) == 1
     # held-out labels are untouched; training labels lose the pore-like dark pixels
     _, image, lab = split.train["tiles"][0]
-    truth = make_sample((64, 64), seed=0)[1]
     assert set(np.unique(lab)) <= {0, 1, 255}
     ignored = lab == 255
     assert ignored.any() and image[ignored].mean() < image[~ignored].mean() - 40

@@ -24,7 +24,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--tile", type=int, default=DEFAULT_TILE)
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="tiles per forward pass (default: 8 on CUDA, else 1)",
+    )
     p.add_argument(
         "--precision",
         default="auto",

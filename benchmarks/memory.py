@@ -1,0 +1,233 @@
+"""Peak resident memory of ``predict`` on 4k², 8k² and 16k² images, each in its own process.
+
+    python benchmarks/memory.py [--model PATH|default] [--sizes 4096,8192,16384] [--quick]
+
+Each size runs in a fresh child Python process that builds the uint8 image itself
+(``np.empty`` filled by repeating a 512² synthetic patch: never a float copy) and runs
+``predict`` with default settings (or --tile, --batch-size). The child's peak RSS comes from
+``os.wait4`` (the kernel's ``ru_maxrss`` for that one child). A baseline child does everything
+except the image and the prediction (imports, builds the model, makes the patch); both
+"peak - image" and "peak - image - baseline" are reported. Target: peak <= image + 1.5 GB.
+Results: benchmarks/results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from _common import (
+    add_common_arguments,
+    apply_threads,
+    describe_machine,
+    int_list,
+    machine_info,
+    table,
+    write_results,
+)
+
+from napari_poregrain.predict import DEFAULT_OVERLAP, DEFAULT_TILE
+
+MB = 2**20
+ALLOWANCE = int(1.5 * 2**30)
+PATCH = 512
+COLUMNS = [
+    ("size", "size"),
+    ("image_mb", "image MB"),
+    ("peak_mb", "peak RSS MB"),
+    ("over_image_mb", "peak-image MB"),
+    ("over_image_baseline_mb", "peak-image-baseline MB"),
+    ("limit_mb", "image+1.5GB MB"),
+    ("target_met", "target met"),
+    ("seconds", "predict s"),
+    ("mp_per_s", "MP/s"),
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    add_common_arguments(p)
+    p.add_argument("--sizes", type=int_list, help="image sides (4096,8192,16384; quick 512,1024)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per child")
+    p.add_argument("--tile", type=int, help="tile size (default: predict's)")
+    p.add_argument("--batch-size", type=int, help="tiles per forward (default: predict's)")
+    p.add_argument(
+        "--jobs", type=int, help="children run at once (1; quick: all, RSS stays per child)"
+    )
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [512, 1024] if args.quick else [4096, 8192, 16384]
+    if args.jobs is None:
+        args.jobs = len(args.sizes) + 1 if args.quick else 1
+    return args
+
+
+def child(size: int, args: argparse.Namespace) -> dict:
+    """Runs in the child: 0 = baseline (no image, no predict), else one size x size predict."""
+    import resource
+
+    import numpy as np
+    from _common import fill_with_patch, load_model
+
+    from napari_poregrain.predict import predict, resolve_device, resolve_precision
+    from napari_poregrain.synthetic import make_sample
+
+    model, _ = load_model(args.model)
+    patch, _ = make_sample((PATCH, PATCH), seed=0)
+    out = {"size": size}
+    if size:
+        image = fill_with_patch(np.empty((size, size), np.uint8), patch)
+        dev = resolve_device(args.device)
+        settings = {"tile": args.tile, "batch_size": args.batch_size}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        t0 = time.perf_counter()
+        labels = predict(image, model, device=dev, **settings).labels
+        out["seconds"] = time.perf_counter() - t0
+        out["device"] = str(dev)
+        out["precision"] = str(resolve_precision("auto", dev))
+        out["labels_dtype"] = str(labels.dtype)
+        out["image_bytes"] = int(image.nbytes)
+    out["self_maxrss_bytes"] = _maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return out
+
+
+def run_children(sizes: list[int], args: argparse.Namespace) -> dict[int, dict]:
+    """Run one child per size (``args.jobs`` at a time); return each one's report + peak RSS.
+
+    Children are reaped with ``os.wait4``, not ``Popen.wait``: only wait4 gives the rusage of
+    that one child (``RUSAGE_CHILDREN`` would be the maximum over all of them).
+    """
+    pending, running, reports = list(sizes), {}, {}
+    deadline = {}
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, args.jobs):
+                size = pending.pop(0)
+                running[size] = _start_child(size, args)
+                deadline[size] = time.monotonic() + (args.timeout or float("inf"))
+            for size, (proc, out, err) in list(running.items()):
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if not pid:
+                    if time.monotonic() > deadline[size]:
+                        raise SystemExit(
+                            f"memory.py: the {size}x{size} child ran past {args.timeout} s"
+                        )
+                    continue
+                del running[size]
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                reports[size] = r = _finish_child(size, proc, out, err, usage)
+                what = f"{size}x{size} in {r['seconds']:.1f} s" if size else "baseline"
+                print(f"  {what}: {r['peak_bytes'] / MB:.0f} MB peak RSS", flush=True)
+            time.sleep(0.05)
+    finally:
+        for proc, out, err in running.values():
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            out.close()
+            err.close()
+    return reports
+
+
+def _start_child(size: int, args: argparse.Namespace):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(size)]
+    cmd += ["--model", args.model, "--device", args.device]
+    for opt in ("threads", "tile", "batch_size"):
+        if getattr(args, opt) is not None:
+            cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    return subprocess.Popen(cmd, stdout=out, stderr=err, text=True), out, err
+
+
+def _finish_child(size: int, proc, out, err, usage) -> dict:
+    with out, err:
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        tail = stderr.strip().splitlines()[-1:] or ["no error output"]
+        raise SystemExit(f"memory.py: the {size}x{size} child failed: {tail[0]}")
+    report = json.loads(stdout.strip().splitlines()[-1])
+    report["peak_bytes"] = _maxrss_bytes(usage.ru_maxrss)
+    return report
+
+
+def _maxrss_bytes(value: int) -> int:
+    """``ru_maxrss`` is KiB on Linux and bytes on macOS."""
+    return int(value) if sys.platform == "darwin" else int(value) * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    apply_threads(args.threads)
+    if args.child is not None:
+        print(json.dumps(child(args.child, args)))
+        return 0
+    info = machine_info(args.device)
+    print(describe_machine(info))
+    reports = run_children([0, *args.sizes], args)
+    base = reports[0]["peak_bytes"]
+    print(f"baseline child (imports, model, patch; no image, no predict): {base / MB:.0f} MB")
+    rows = []
+    for size in args.sizes:
+        r = reports[size]
+        image, peak = r["image_bytes"], r["peak_bytes"]
+        rows.append(
+            {
+                "size": f"{size}x{size}",
+                "side": size,
+                "image_mb": image / MB,
+                "peak_mb": peak / MB,
+                "over_image_mb": (peak - image) / MB,
+                "over_image_baseline_mb": (peak - image - base) / MB,
+                "limit_mb": (image + ALLOWANCE) / MB,
+                "target_met": "yes" if peak <= image + ALLOWANCE else "no",
+                "seconds": r["seconds"],
+                "mp_per_s": size * size / 1e6 / r["seconds"],
+                "device": r["device"],
+                "precision": r["precision"],
+                "labels_dtype": r["labels_dtype"],
+                "image_bytes": image,
+                "peak_bytes": peak,
+                "child_self_maxrss_bytes": r["self_maxrss_bytes"],
+            }
+        )
+    tile, batch = args.tile or DEFAULT_TILE, args.batch_size or "auto"
+    print(f"\npeak RSS of predict() (tile {tile}, batch {batch}), one child process per size")
+    print(table(rows, COLUMNS))
+    results = {
+        "model": args.model,
+        "predict_settings": {
+            "tile": args.tile or DEFAULT_TILE,
+            "batch_size": args.batch_size or "auto",
+            "overlap": DEFAULT_OVERLAP,
+        },
+        "baseline_bytes": base,
+        "baseline_mb": base / MB,
+        "allowance_bytes": ALLOWANCE,
+        "rows": rows,
+        "method": "os.wait4 ru_maxrss of a fresh child per size; uint8 image built in the child",
+    }
+    path = write_results(
+        "memory",
+        results,
+        script=__file__,
+        argv=argv,
+        out_dir=args.out,
+        quick=args.quick,
+        device=args.device,
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

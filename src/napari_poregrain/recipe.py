@@ -121,13 +121,13 @@ def load_split(recipe: Recipe) -> Split:
             for p in images:
                 img = read_image(p)
                 image = img.data if img.data.ndim == 2 else img.data[..., :3].mean(-1)
-                lab = read_labels(labels[p.stem]).copy()
+                lab = read_labels(labels[p.stem])
                 if lab.shape != image.shape[:2]:
                     raise ValueError(
                         f"{labels[p.stem]}: labels {lab.shape} != image {image.shape}"
                     )
-                if img.data_bar_row is not None:
-                    lab[img.data_bar_row :] = IGNORE
+                # only the rows above a data bar: its pixels would skew the intensity range
+                image, lab = image[: img.data_bar_row], lab[: img.data_bar_row].copy()
                 if src.pores_unlabelled and p.stem not in held:
                     lab[unlabelled_pores(image) & (lab != IGNORE)] = IGNORE
                 (val if p.stem in held else train).append((p.stem, image, lab))

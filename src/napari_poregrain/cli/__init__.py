@@ -12,6 +12,7 @@ COMMANDS = {
     "demo": "Open napari with the sample SEM image and the segmentation widget.",
     "measure": "Porosity, pore- and grain-size tables (CSV + JSON) of class-map label files.",
     "evaluate": "Per-class IoU of predicted label maps (or a model) against reference maps.",
+    "train": "Train or fine-tune a model on labelled images (best model + per-epoch CSV log).",
 }
 
 

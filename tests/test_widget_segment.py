@@ -3,7 +3,7 @@ import pytest
 
 from napari_poregrain._sample_data import shale_sample
 from napari_poregrain._widgets.segment import FILE_CHOICE, NO_MODEL, SegmentWidget
-from napari_poregrain.model import MODEL_DIR_ENV
+from napari_poregrain.model import DEFAULT_MODEL_PATH, MODEL_DIR_ENV
 from napari_poregrain.predict import predict
 
 
@@ -23,11 +23,21 @@ def _segment(qtbot, w):
     qtbot.waitUntil(lambda: w._task is None, timeout=120_000)
 
 
-def test_without_a_model_it_asks_for_a_checkpoint(widget):
-    _, w = widget
-    if w._model.choices != (FILE_CHOICE,):
-        pytest.skip("a default model is installed")
+def test_without_a_model_it_asks_for_a_checkpoint(make_napari_viewer, tmp_path, monkeypatch):
+    import napari_poregrain.model as model
+
+    monkeypatch.setattr(model, "DEFAULT_MODEL_PATH", tmp_path / "none.safetensors")
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "models"))
+    w = SegmentWidget(make_napari_viewer())
+    assert w._model.choices == (FILE_CHOICE,)
     assert w._status.value == NO_MODEL and not w._run.enabled
+
+
+def test_the_shipped_default_is_offered_first(widget):
+    _, w = widget
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip("no default model is shipped in this checkout")
+    assert w._model.choices[0] == "default" and w._run.enabled
 
 
 def test_adds_aligned_grains_and_pores_layers(widget, qtbot, tiny_checkpoint, tiny_model):

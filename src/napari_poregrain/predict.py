@@ -32,6 +32,17 @@ class Prediction:
     confidence: np.ndarray | None = None
 
 
+def available_devices() -> list[str]:
+    """Device choices on this machine: ``auto``, ``cpu`` and whichever of cuda/mps exist."""
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
     name = str(device)

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import QListWidget, QVBoxLayout, QWidget
 
 from ..classes import CLASS_NAMES, GRAIN, IGNORE, LAYER_COLOURS, LAYER_NAMES, PORE
 from ..model import CheckpointError, available_models, load_checkpoint, user_model_dir
+from ..predict import available_devices
 from ._events import events
 from ._layers import labels_from_layers
 from ._worker import BackgroundTask
@@ -59,17 +60,6 @@ class TrainingPair:
     def describe(self) -> str:
         region = f", region {self.region.name}" if self.region is not None else ""
         return f"{self.image.name} ← {self.grains.name} + {self.pores.name}{region}"
-
-
-def _devices() -> list[str]:
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
 
 
 def _spatial_shape(layer: Image) -> tuple[int, ...]:
@@ -142,7 +132,7 @@ class FinetuneWidget(QWidget):
         self._crop = SpinBox(label="crop", min=32, max=2048, step=16, value=256)
         self._batch = SpinBox(label="batch", min=1, max=256, value=4)
         self._val = FloatSpinBox(label="validation", min=0.0, max=0.5, step=0.05, value=0.2)
-        self._device = ComboBox(label="device", choices=_devices(), value="auto")
+        self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._name = LineEdit(label="new model", value=f"finetuned-{time.strftime('%Y%m%d-%H%M')}")
         self._run = PushButton(text="Fine-tune")
         self._cancel = PushButton(text="Cancel", enabled=False)

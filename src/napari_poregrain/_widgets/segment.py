@@ -23,7 +23,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from ..model import CheckpointError, available_models, load_checkpoint
-from ..predict import DEFAULT_OVERLAP, DEFAULT_TILE, predict
+from ..predict import DEFAULT_OVERLAP, DEFAULT_TILE, available_devices, predict
 from ._events import events
 from ._layers import class_masks, layer_kwargs
 from ._worker import BackgroundTask
@@ -40,17 +40,6 @@ def _checksum(data: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(data).data, digest_size=16).hexdigest()
 
 
-def _devices() -> list[str]:
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 class SegmentWidget(Container):
     """Pick an image, a model and tiling; Segment adds `grains` and `pores` Labels layers."""
 
@@ -61,7 +50,7 @@ class SegmentWidget(Container):
         self._image = create_widget(label="image", annotation=Image)
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._file = FileEdit(label="file", mode="r", filter="*.safetensors")
-        self._device = ComboBox(label="device", choices=_devices(), value="auto")
+        self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._tile = SpinBox(label="tile", min=64, max=4096, step=16, value=DEFAULT_TILE)
         self._overlap = FloatSpinBox(
             label="overlap", min=0.0, max=0.5, step=0.05, value=DEFAULT_OVERLAP
@@ -91,6 +80,8 @@ class SegmentWidget(Container):
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
         events.model_added.connect(self.select_model)
+        # a closed viewer's widget must not keep listening (the event is process-wide)
+        self.native.destroyed.connect(lambda *_: events.model_added.disconnect(self.select_model))
         self._update_state()
 
     # -- model choice -----------------------------------------------------------------

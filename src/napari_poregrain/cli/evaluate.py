@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..metrics import ConfusionMatrix, format_table
 from . import CliError
+from ._files import files_by_stem
 
 SEED_IMAGES = "JPEGImages"
 SEED_LABELS = "SegmentationClassRaw"
@@ -53,20 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="with --data-dir: ImageSets/<SPLIT>.txt")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_model_arguments(p)
-
-
-def _files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise CliError(f"{folder}: no such {what} folder")
-    out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
-            if path.stem in out:
-                raise CliError(f"{path}: two {what} files share the stem {path.stem!r}")
-            out[path.stem] = path
-    if not out:
-        raise CliError(f"{folder}: no {what} files ({', '.join(suffixes)})")
-    return out
 
 
 def _match(left: dict[str, Path], right: dict[str, Path], right_what: str) -> list[tuple]:
@@ -107,10 +94,10 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
         return _seed_pairs(args.data_dir, args.split)
     if args.truth is None:
         raise CliError("--truth DIR is required with --pred or --images")
-    truth = _files_by_stem(args.truth, LABEL_SUFFIXES, "reference label")
+    truth = files_by_stem(args.truth, LABEL_SUFFIXES, "reference label")
     if args.pred is not None:
-        return _match(_files_by_stem(args.pred, LABEL_SUFFIXES, "prediction"), truth, "reference")
-    return _match(_files_by_stem(args.images, IMAGE_SUFFIXES, "image"), truth, "reference")
+        return _match(files_by_stem(args.pred, LABEL_SUFFIXES, "prediction"), truth, "reference")
+    return _match(files_by_stem(args.images, IMAGE_SUFFIXES, "image"), truth, "reference")
 
 
 def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, object, object]]:

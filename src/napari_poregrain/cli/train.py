@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import CliError
+from ._files import files_by_stem
 
 SEED_IMAGES = "JPEGImages"
 SEED_LABELS = "SegmentationClassRaw"
@@ -126,27 +127,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------------- data
 
 
-def _files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise CliError(f"{folder}: no such {what} folder")
-    out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
-            if path.stem in out:
-                raise CliError(f"{path}: two {what} files share the stem {path.stem!r}")
-            out[path.stem] = path
-    if not out:
-        raise CliError(f"{folder}: no {what} files ({', '.join(suffixes)})")
-    return out
-
-
 def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[Path, Path]]:
     from ..imageio import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
     if labels is None:
         raise CliError(f"{option} DIR is required (the label maps of the images)")
-    ims = _files_by_stem(images, IMAGE_SUFFIXES, "image")
-    labs = _files_by_stem(labels, LABEL_SUFFIXES, "label")
+    ims = files_by_stem(images, IMAGE_SUFFIXES, "image")
+    labs = files_by_stem(labels, LABEL_SUFFIXES, "label")
     for stem, path in ims.items():
         if stem not in labs:
             raise CliError(f"{path}: no label file named {stem}.* in {labels}")

@@ -55,6 +55,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark script's parser: its docstring's first paragraph and the common options."""
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    add_common_arguments(p)
+    return p
+
+
 def int_list(text: str) -> list[int]:
     """Parse ``"512,1024"`` into ``[512, 1024]`` (for argparse ``type=``)."""
     try:

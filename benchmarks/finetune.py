@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 from _common import (
-    add_common_arguments,
     apply_threads,
     describe_machine,
     int_list,
     machine_info,
+    script_parser,
     table,
     write_results,
 )
@@ -55,10 +55,7 @@ COLUMNS = [
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    add_common_arguments(p)
+    p = script_parser(__doc__)
     p.set_defaults(model="normal")
     p.add_argument("--steps", type=int_list, help="step budgets (default 60,120,200; quick 3)")
     p.add_argument("--size", type=int, help="side of the corrected and held-out images (1024)")

@@ -35,7 +35,6 @@ import warnings
 import numpy as np
 import torch
 from _common import (
-    add_common_arguments,
     apply_threads,
     count_flops,
     describe_machine,
@@ -45,6 +44,7 @@ from _common import (
     machine_info,
     megapixels,
     random_model,
+    script_parser,
     sync,
     synthetic_image,
     table,
@@ -84,10 +84,7 @@ SIZES = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    add_common_arguments(p)
+    p = script_parser(__doc__)
     p.add_argument("--sections", default=",".join(SECTIONS), help="which sections to run")
     p.add_argument("--size", type=int, help="image side for throughput and ratio (2048)")
     p.add_argument("--tiles", type=int_list, help="tile sizes (512,1024)")

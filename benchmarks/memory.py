@@ -22,11 +22,11 @@ import tempfile
 import time
 
 from _common import (
-    add_common_arguments,
     apply_threads,
     describe_machine,
     int_list,
     machine_info,
+    script_parser,
     table,
     write_results,
 )
@@ -50,10 +50,7 @@ COLUMNS = [
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    add_common_arguments(p)
+    p = script_parser(__doc__)
     p.add_argument("--sizes", type=int_list, help="image sides (4096,8192,16384; quick 512,1024)")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per child")
     p.add_argument("--tile", type=int, help="tile size (default: predict's)")

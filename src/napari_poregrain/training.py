@@ -48,7 +48,7 @@ from .metrics import ConfusionMatrix
 from .model import LoadedModel, ModelMeta, build_model, save_checkpoint
 from .predict import resolve_device
 from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
-from .tiling import MULTIPLE, blend_window
+from .tiling import MULTIPLE, blend_window, layout
 
 DEFAULT_STEPS = 300
 """Optimisation steps when a config gives neither ``steps`` nor ``epochs``."""
@@ -508,17 +508,6 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def _axis_tiles(length: int, tile: int) -> tuple[int, list[int]]:
-    """Tile side and starts along an axis: one padded tile, or tiles overlapping by 1/8."""
-    if length <= tile:
-        return -(-length // MULTIPLE) * MULTIPLE, [0]
-    stride = tile - tile // 8
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return tile, starts
-
-
 @torch.inference_mode()
 def _region_probs(
     net: nn.Module,
@@ -530,8 +519,8 @@ def _region_probs(
 ) -> torch.Tensor:
     """(3, H, W) class probabilities of a normalised region, tiled with blended overlaps."""
     h, w = x.shape
-    (th, ys), (tw, xs) = _axis_tiles(h, tile), _axis_tiles(w, tile)
-    ov = min(th, tw) // 8
+    ov = tile // 8
+    (th, ys), (tw, xs) = layout(h, tile, ov), layout(w, tile, ov)
     big_h, big_w = max(h, th), max(w, tw)
     if (big_h, big_w) != (h, w):
         mode = "reflect" if min(h, w) > 1 else "edge"

@@ -6,7 +6,7 @@ from napari_poregrain.callbacks import Cancelled
 from napari_poregrain.predict import predict, resolve_device
 from napari_poregrain.preprocess import Normalization, intensity_range, normalize, to_grey
 from napari_poregrain.synthetic import make_sample
-from napari_poregrain.tiling import layout
+from napari_poregrain.tiling import blend_window, layout, overlap_pixels
 
 
 def _untiled(model, image):
@@ -14,6 +14,47 @@ def _untiled(model, image):
     x = normalize(to_grey(image), *intensity_range(image, norm), norm)
     with torch.inference_mode():
         return model.net(torch.from_numpy(x)[None, None]).argmax(1)[0].numpy().astype(np.uint8)
+
+
+def _blended_whole_image(model, image, tile, overlap):
+    """Reference: every tile's probabilities blended into whole-image float buffers."""
+    norm = model.meta.normalization
+    x = normalize(to_grey(image), *intensity_range(image, norm), norm)
+    ov = overlap_pixels(tile, overlap)
+    (th, ys), (tw, xs) = layout(image.shape[0], tile, ov), layout(image.shape[1], tile, ov)
+    h, w = max(image.shape[0], th), max(image.shape[1], tw)
+    x = np.pad(x, ((0, h - x.shape[0]), (0, w - x.shape[1])), mode="reflect")
+    acc, wsum = np.zeros((3, h, w)), np.zeros((h, w))
+    window = blend_window(th, tw, ov)
+    for y0 in ys:
+        for x0 in xs:
+            t = torch.from_numpy(np.ascontiguousarray(x[y0 : y0 + th, x0 : x0 + tw]))
+            with torch.inference_mode():
+                p = torch.softmax(model.net(t[None, None]), 1)[0].numpy()
+            acc[:, y0 : y0 + th, x0 : x0 + tw] += p * window
+            wsum[y0 : y0 + th, x0 : x0 + tw] += window
+    acc = acc[:, : image.shape[0], : image.shape[1]]
+    return acc.argmax(0), acc.max(0) / wsum[: image.shape[0], : image.shape[1]]
+
+
+@pytest.mark.parametrize(
+    "shape,tile,overlap",
+    [((300, 460), 64, 0.25), ((200, 200), 64, 0.6), ((130, 250), 96, 0.0), ((40, 300), 64, 0.1)],
+)
+def test_streamed_blending_equals_whole_image_blending(tiny_model, shape, tile, overlap):
+    image, _ = make_sample(shape, seed=5)
+    got = predict(
+        image,
+        tiny_model,
+        tile=tile,
+        overlap=overlap,
+        batch_size=3,
+        precision="fp32",
+        return_confidence=True,
+    )
+    labels, top = _blended_whole_image(tiny_model, image, tile, overlap)
+    assert (got.labels == labels).mean() > 0.999  # float sums in another order: rare ties
+    assert np.abs(got.confidence.astype(int) - np.round(top * 255)).max() <= 1
 
 
 def _seam_ratio(conf: np.ndarray, edges: list[int]) -> float:

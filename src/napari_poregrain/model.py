@@ -153,7 +153,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{path} is not a napari-poregrain model (no poregrain metadata)")
     try:
         meta = ModelMeta.from_dict(json.loads(header[METADATA_KEY]))
-        net = build_model(meta.encoder)
+        with torch.device("meta"):  # no random initialisation: the weights come from the file
+            net = build_model(meta.encoder)
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path} has unusable metadata: {exc}") from None
     expected = net.state_dict()
@@ -171,7 +172,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CheckpointError(f"{path} holds non-finite weights in {k}")
     state = {k: t.to(expected[k].dtype) for k, t in tensors.items()}
-    net.load_state_dict(state)
+    net.load_state_dict(state, assign=True)
     return LoadedModel(net.to(device).eval(), meta, path)
 
 

@@ -1,9 +1,10 @@
 """Tiled, strip-streamed inference: image in, uint8 class map (and confidence) out.
 
-The image is processed one row of tiles at a time. Class probabilities of
-overlapping tiles are blended with smooth weights into a buffer one tile high;
-rows that no later tile touches are turned into classes and written out, so
-memory stays bounded by ``3 x tile x width`` floats however tall the image is.
+Tiles are processed row by row, left to right. Class probabilities of
+overlapping tiles are blended with smooth weights; pixels that no later tile
+touches are turned into classes and written out at once. Besides one tile of
+sums, only a band as high as the overlap and as wide as the image is held, so
+memory stays far below the uint8 output however large the image is.
 """
 
 from __future__ import annotations
@@ -183,40 +184,64 @@ class _Plan:
 
 
 def _predict_2d(image, plan: _Plan, out, conf, tick, should_stop) -> None:
-    """Fill ``out[:rows]`` (and ``conf``) for one 2-D image, streaming rows of tiles."""
+    """Fill ``out[:rows]`` (and ``conf``) for one 2-D image, streaming tile by tile.
+
+    Tiles run left to right within a row of tiles, rows top to bottom. Columns
+    left of the next tile's start are final within the row: their top rows (above
+    the next tile row) become classes at once, their bottom rows join a
+    full-width ``band`` that the next tile row adds in. Only one tile of
+    working sums and that band are ever held.
+    """
     norm, th, tw, ys, xs = plan.norm, plan.tile_h, plan.tile_w, plan.ys, plan.xs
     low, high = intensity_range(image, norm)
     rows, width = image.shape[:2]
     span_w = max(width, tw)
-    acc = torch.zeros((N_CLASSES, th, span_w))
-    wsum = torch.zeros((th, span_w))
+    band = torch.zeros((N_CLASSES, 0, span_w))  # sums carried into this tile row's top rows
+    band_w = torch.zeros((0, span_w))
     for j, y0 in enumerate(ys):
+        final = th if j == len(ys) - 1 else ys[j + 1] - y0  # rows no later tile row touches
+        new_band = torch.zeros((N_CLASSES, th - final, span_w))
+        new_band_w = torch.zeros((th - final, span_w))
+        acc = torch.zeros((N_CLASSES, th, tw))  # sums for columns x .. x + tw of the tile at x
+        wsum = torch.zeros((th, tw))
+        filled = 0  # leading columns of acc already holding earlier tiles' sums
         for k in range(0, len(xs), plan.batch_size):
             check_stop(should_stop)
             chunk = xs[k : k + plan.batch_size]
             tiles = [_tile_input(image, y0, x, th, tw, low, high, norm) for x in chunk]
             batch = torch.from_numpy(np.stack(tiles))[:, None]
             probs = _forward(plan.net, batch, plan.device, plan.dtype)
-            for x, p in zip(chunk, probs):
-                acc[:, :, x : x + tw] += p * plan.window
-                wsum[:, x : x + tw] += plan.window
+            for i, (x, p) in enumerate(zip(chunk, probs)):
+                keep = band.shape[1]
+                acc[:, :keep, filled:] += band[:, :, x + filled : x + tw]
+                wsum[:keep, filled:] += band_w[:, x + filled : x + tw]
+                acc += p * plan.window
+                wsum += plan.window
+                nxt = k + i + 1
+                done = (xs[nxt] - x) if nxt < len(xs) else tw  # columns now final
+                _write(acc[:, :final, :done], wsum[:final, :done], y0, x, rows, width, out, conf)
+                new_band[:, :, x : x + done] = acc[:, final:, :done]
+                new_band_w[:, x : x + done] = wsum[final:, :done]
+                filled = tw - done
+                acc[:, :, :filled] = acc[:, :, done:].clone()
+                acc[:, :, filled:] = 0
+                wsum[:, :filled] = wsum[:, done:].clone()
+                wsum[:, filled:] = 0
             tick(len(chunk))
-        # Rows above the next tile row are final: no later tile touches them.
-        last = j == len(ys) - 1
-        final = th if last else ys[j + 1] - y0
-        stop = min(rows, y0 + final)
-        if stop > y0:
-            blended = acc[:, : stop - y0, :width]
-            out[y0:stop] = blended.argmax(0).numpy().astype(np.uint8)
-            if conf is not None:
-                top = blended.max(0).values / wsum[: stop - y0, :width]
-                conf[y0:stop] = (top.clamp(0, 1) * 255).round().numpy().astype(np.uint8)
-        if not last:
-            keep = th - final
-            acc[:, :keep] = acc[:, final:].clone()
-            acc[:, keep:] = 0
-            wsum[:keep] = wsum[final:].clone()
-            wsum[keep:] = 0
+        band, band_w = new_band, new_band_w
+
+
+def _write(acc, wsum, y0, x0, rows, width, out, conf) -> None:
+    """Turn a block of blended sums into classes (and confidence), clipped to the image."""
+    h, w = min(acc.shape[1], rows - y0), min(acc.shape[2], width - x0)
+    if h <= 0 or w <= 0:
+        return
+    block = acc[:, :h, :w]
+    top, cls = block.max(0)
+    out[y0 : y0 + h, x0 : x0 + w] = cls.numpy()
+    if conf is not None:
+        c = (top / wsum[:h, :w]).clamp(0, 1) * 255
+        conf[y0 : y0 + h, x0 : x0 + w] = c.round().numpy()
 
 
 def _tile_input(image, y0, x0, th, tw, low, high, norm) -> np.ndarray:

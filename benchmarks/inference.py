@@ -55,8 +55,8 @@ from torch import nn
 from napari_poregrain.model import LoadedModel
 from napari_poregrain.predict import (
     DEFAULT_OVERLAP,
-    DEFAULT_TILE,
     PRECISIONS,
+    default_tile,
     predict,
     resolve_device,
     resolve_precision,
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": str(resolve_precision(args.precision, device)),
         "repeat": repeat,
         "defaults": {
-            "tile": DEFAULT_TILE,
+            "tile": default_tile(device),
             "overlap": DEFAULT_OVERLAP,
             "batch": "auto (8 on CUDA, else 1)",
         },
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ratio" in args.sections:
         rows = tiling_ratio(models, image, device, args.precision, repeat)
         _show(
-            f"(2) tiled / untiled, {args.size}x{args.size}, tile {DEFAULT_TILE}, overlap "
+            f"(2) tiled / untiled, {args.size}x{args.size}, tile {default_tile(device)}, overlap "
             f"{DEFAULT_OVERLAP} (pre/post-processing included on both sides; target <= 1.15)",
             rows,
             RATIO,
@@ -331,7 +331,7 @@ def tiling_ratio(models, image, device, precision, repeat) -> list[dict]:
     """Tiled ``predict`` (defaults) over one untiled forward, same image, same precision."""
     dtype = resolve_precision(precision, device)
     h, w = image.shape
-    th, tw, n = _grid(h, w, DEFAULT_TILE, DEFAULT_OVERLAP)
+    th, tw, n = _grid(h, w, default_tile(device), DEFAULT_OVERLAP)
     rows = []
     for label, model, _ in models:
         out = {}

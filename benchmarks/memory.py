@@ -31,7 +31,7 @@ from _common import (
     write_results,
 )
 
-from napari_poregrain.predict import DEFAULT_OVERLAP, DEFAULT_TILE
+from napari_poregrain.predict import DEFAULT_OVERLAP, default_tile, resolve_device
 
 MB = 2**20
 ALLOWANCE = int(1.5 * 2**30)
@@ -197,13 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                 "child_self_maxrss_bytes": r["self_maxrss_bytes"],
             }
         )
-    tile, batch = args.tile or DEFAULT_TILE, args.batch_size or "auto"
+    tile, batch = args.tile or default_tile(resolve_device(args.device)), args.batch_size or "auto"
     print(f"\npeak RSS of predict() (tile {tile}, batch {batch}), one child process per size")
     print(table(rows, COLUMNS))
     results = {
         "model": args.model,
         "predict_settings": {
-            "tile": args.tile or DEFAULT_TILE,
+            "tile": args.tile or default_tile(resolve_device(args.device)),
             "batch_size": args.batch_size or "auto",
             "overlap": DEFAULT_OVERLAP,
         },

@@ -22,6 +22,9 @@ from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_gr
 from .tiling import blend_window, layout, overlap_pixels
 
 DEFAULT_TILE = 1024
+"""Tile side on a GPU: big tiles keep it busy."""
+CPU_TILE = 768
+"""Tile side on the CPU: the same speed as 1024 at about half the working memory."""
 DEFAULT_OVERLAP = 0.0625
 
 
@@ -64,6 +67,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def default_tile(device: torch.device) -> int:
+    """Nominal tile side: :data:`CPU_TILE` on the CPU, :data:`DEFAULT_TILE` on a GPU."""
+    return CPU_TILE if device.type == "cpu" else DEFAULT_TILE
+
+
 def default_batch(device: torch.device) -> int:
     """Tiles per forward pass: 8 on CUDA; 1 elsewhere (no speed gain, more memory)."""
     return 8 if device.type == "cuda" else 1
@@ -95,7 +103,7 @@ def predict(
     image: np.ndarray,
     model: LoadedModel,
     *,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     overlap: float = DEFAULT_OVERLAP,
     batch_size: int | None = None,
     device: str | torch.device = "auto",
@@ -107,6 +115,7 @@ def predict(
 ) -> Prediction:
     """Segment a 2-D image, an RGB(A) image or a (Z, Y, X) stack slice by slice.
 
+    ``tile`` is the nominal tile side (default: see :func:`default_tile`);
     ``batch_size`` tiles go through the network together (default: 8 on CUDA,
     1 elsewhere, where batching gains no speed and costs memory).
     ``precision`` picks autocast (see :func:`resolve_precision`; ``fp32`` is exact).
@@ -130,6 +139,7 @@ def predict(
     if not 1 <= rows <= height:
         raise ValueError(f"content_rows={content_rows} is outside the image's {height} rows")
     dev = resolve_device(device)
+    tile = tile or default_tile(dev)
     ov = overlap_pixels(tile, overlap)
     (th, ys), (tw, xs) = layout(rows, tile, ov), layout(width, tile, ov)
     net = model.net.to(dev).eval()

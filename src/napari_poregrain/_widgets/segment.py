@@ -23,7 +23,13 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from ..model import CheckpointError, available_models, load_checkpoint
-from ..predict import DEFAULT_OVERLAP, DEFAULT_TILE, available_devices, predict
+from ..predict import (
+    DEFAULT_OVERLAP,
+    available_devices,
+    default_tile,
+    predict,
+    resolve_device,
+)
 from ._events import events
 from ._layers import class_masks, layer_kwargs
 from ._worker import BackgroundTask
@@ -51,7 +57,9 @@ class SegmentWidget(Container):
         self._model = ComboBox(label="model", choices=self._model_choices)
         self._file = FileEdit(label="file", mode="r", filter="*.safetensors")
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
-        self._tile = SpinBox(label="tile", min=64, max=4096, step=16, value=DEFAULT_TILE)
+        self._tile = SpinBox(
+            label="tile", min=64, max=4096, step=16, value=default_tile(resolve_device("auto"))
+        )
         self._overlap = FloatSpinBox(
             label="overlap", min=0.0, max=0.5, step=0.05, value=DEFAULT_OVERLAP
         )

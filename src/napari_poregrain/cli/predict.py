@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..model import CheckpointError, load_checkpoint, resolve_model
-from ..predict import DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
+from ..predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from . import CliError
 from ._progress import TileBar
 
@@ -22,7 +22,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--model, --device, --tile, --overlap: shared by every command that predicts."""
     p.add_argument("--model", default="default", help="checkpoint file or model name")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help=f"nominal tile side (default: {DEFAULT_TILE} on a GPU, {CPU_TILE} on the CPU)",
+    )
     p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
     p.add_argument(
         "--batch",

@@ -1,15 +1,17 @@
-"""Tiled, strip-streamed inference: image in, uint8 class map (and confidence) out.
+"""Tiled, streamed inference: image in, uint8 class map (and confidence) out.
 
-Tiles are processed row by row, left to right. Class probabilities of
-overlapping tiles are blended with smooth weights; pixels that no later tile
-touches are turned into classes and written out at once. Besides one tile of
-sums, only a band as high as the overlap and as wide as the image is held, so
-memory stays far below the uint8 output however large the image is.
+:func:`blend_tiles` runs the tiles row by row, left to right, blends the class
+probabilities of overlapping tiles with smooth weights and hands each block that
+no later tile touches to a sink at once: :func:`predict` turns blocks into
+classes, training's validation scores them. Besides one tile of sums, only a
+band as high as the overlap and as wide as the image is held, so memory stays
+far below the uint8 output however large the image is.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch
 from .callbacks import ProgressFn, StopFn, check_stop
 from .classes import N_CLASSES
 from .model import LoadedModel
-from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
+from .preprocess import intensity_range, is_rgb, normalize, to_grey
 from .tiling import blend_window, layout, overlap_pixels
 
 DEFAULT_TILE = 1024
@@ -139,24 +141,11 @@ def predict(
     if not 1 <= rows <= height:
         raise ValueError(f"content_rows={content_rows} is outside the image's {height} rows")
     dev = resolve_device(device)
-    tile = tile or default_tile(dev)
-    ov = overlap_pixels(tile, overlap)
-    (th, ys), (tw, xs) = layout(rows, tile, ov), layout(width, tile, ov)
     net = model.net.to(dev).eval()
     if dev.type != "mps":
         net = net.to(memory_format=torch.channels_last)
-    plan = _Plan(
-        net=net,
-        norm=model.meta.normalization,
-        device=dev,
-        dtype=resolve_precision(precision, dev),
-        tile_h=th,
-        tile_w=tw,
-        ys=ys,
-        xs=xs,
-        window=torch.from_numpy(blend_window(th, tw, ov)),
-        batch_size=batch_size or default_batch(dev),
-    )
+    dtype = resolve_precision(precision, dev)
+    plan = make_plan(net, dev, dtype, rows, width, tile, overlap, batch_size)
     total = len(slices) * len(plan.ys) * len(plan.xs)
     done = [0]
 
@@ -170,7 +159,23 @@ def predict(
     for i, sl in enumerate(slices):
         check_stop(should_stop)
         out_conf = None if conf is None else conf[i]
-        _predict_2d(sl[:rows], plan, labels[i], out_conf, tick, should_stop)
+        img = sl[:rows]
+        low, high = intensity_range(img, model.meta.normalization)
+
+        def tile_input(y0, x0, img=img, low=low, high=high):
+            part = img[y0 : y0 + plan.tile_h, x0 : x0 + plan.tile_w]
+            x = normalize(to_grey(part), low, high, model.meta.normalization)
+            return padded(x, plan.tile_h, plan.tile_w)
+
+        def write(y0, x0, sums, weights, out=labels[i], out_conf=out_conf):
+            top, cls = sums.max(0)
+            h, w = cls.shape
+            out[y0 : y0 + h, x0 : x0 + w] = cls.numpy()
+            if out_conf is not None:
+                c = (top / weights).clamp(0, 1) * 255
+                out_conf[y0 : y0 + h, x0 : x0 + w] = c.round().numpy()
+
+        blend_tiles(tile_input, (rows, width), plan, write, tick, should_stop)
     if image.ndim == 2 or is_rgb(image):
         labels = labels[0]
         conf = None if conf is None else conf[0]
@@ -178,11 +183,10 @@ def predict(
 
 
 @dataclass
-class _Plan:
-    """Everything fixed for one call of :func:`predict`."""
+class Plan:
+    """How an image of a given size is cut into tiles and run (see :func:`make_plan`)."""
 
     net: torch.nn.Module
-    norm: Normalization
     device: torch.device
     dtype: torch.dtype
     tile_h: int
@@ -193,18 +197,57 @@ class _Plan:
     batch_size: int
 
 
-def _predict_2d(image, plan: _Plan, out, conf, tick, should_stop) -> None:
-    """Fill ``out[:rows]`` (and ``conf``) for one 2-D image, streaming tile by tile.
+def make_plan(
+    net: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    rows: int,
+    width: int,
+    tile: int | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    batch_size: int | None = None,
+) -> Plan:
+    """The tile grid, blend window and batch for a ``rows`` x ``width`` image."""
+    tile = tile or default_tile(device)
+    ov = overlap_pixels(tile, overlap)
+    (th, ys), (tw, xs) = layout(rows, tile, ov), layout(width, tile, ov)
+    return Plan(
+        net=net,
+        device=device,
+        dtype=dtype,
+        tile_h=th,
+        tile_w=tw,
+        ys=ys,
+        xs=xs,
+        window=torch.from_numpy(blend_window(th, tw, ov)),
+        batch_size=batch_size or default_batch(device),
+    )
+
+
+TileFn = Callable[[int, int], np.ndarray]
+"""``(y0, x0) -> (tile_h, tile_w)`` float32 network input of the tile starting there."""
+BlockFn = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+"""``(y0, x0, sums (C, h, w), weights (h, w))``: a final block; probabilities = sums / weights."""
+
+
+def blend_tiles(
+    tile_input: TileFn,
+    shape: tuple[int, int],
+    plan: Plan,
+    sink: BlockFn,
+    tick: Callable[[int], None] | None = None,
+    should_stop: StopFn | None = None,
+) -> None:
+    """Run every tile of ``plan`` and hand blended, final blocks of the image to ``sink``.
 
     Tiles run left to right within a row of tiles, rows top to bottom. Columns
     left of the next tile's start are final within the row: their top rows (above
-    the next tile row) become classes at once, their bottom rows join a
-    full-width ``band`` that the next tile row adds in. Only one tile of
-    working sums and that band are ever held.
+    the next tile row) go to ``sink`` at once, their bottom rows join a
+    full-width ``band`` that the next tile row adds in. Only one tile of sums
+    and that band are ever held. Blocks are clipped to ``shape``.
     """
-    norm, th, tw, ys, xs = plan.norm, plan.tile_h, plan.tile_w, plan.ys, plan.xs
-    low, high = intensity_range(image, norm)
-    rows, width = image.shape[:2]
+    th, tw, ys, xs = plan.tile_h, plan.tile_w, plan.ys, plan.xs
+    rows, width = shape
     span_w = max(width, tw)
     band = torch.zeros((N_CLASSES, 0, span_w))  # sums carried into this tile row's top rows
     band_w = torch.zeros((0, span_w))
@@ -218,8 +261,7 @@ def _predict_2d(image, plan: _Plan, out, conf, tick, should_stop) -> None:
         for k in range(0, len(xs), plan.batch_size):
             check_stop(should_stop)
             chunk = xs[k : k + plan.batch_size]
-            tiles = [_tile_input(image, y0, x, th, tw, low, high, norm) for x in chunk]
-            batch = torch.from_numpy(np.stack(tiles))[:, None]
+            batch = torch.from_numpy(np.stack([tile_input(y0, x) for x in chunk]))[:, None]
             probs = _forward(plan.net, batch, plan.device, plan.dtype)
             for i, (x, p) in enumerate(zip(chunk, probs)):
                 keep = band.shape[1]
@@ -229,7 +271,9 @@ def _predict_2d(image, plan: _Plan, out, conf, tick, should_stop) -> None:
                 wsum += plan.window
                 nxt = k + i + 1
                 done = (xs[nxt] - x) if nxt < len(xs) else tw  # columns now final
-                _write(acc[:, :final, :done], wsum[:final, :done], y0, x, rows, width, out, conf)
+                h, w = min(final, rows - y0), min(done, width - x)
+                if h > 0 and w > 0:
+                    sink(y0, x, acc[:, :h, :w], wsum[:h, :w])
                 new_band[:, :, x : x + done] = acc[:, final:, :done]
                 new_band_w[:, x : x + done] = wsum[final:, :done]
                 filled = tw - done
@@ -237,30 +281,17 @@ def _predict_2d(image, plan: _Plan, out, conf, tick, should_stop) -> None:
                 acc[:, :, filled:] = 0
                 wsum[:, :filled] = wsum[:, done:].clone()
                 wsum[:, filled:] = 0
-            tick(len(chunk))
+            if tick is not None:
+                tick(len(chunk))
         band, band_w = new_band, new_band_w
 
 
-def _write(acc, wsum, y0, x0, rows, width, out, conf) -> None:
-    """Turn a block of blended sums into classes (and confidence), clipped to the image."""
-    h, w = min(acc.shape[1], rows - y0), min(acc.shape[2], width - x0)
-    if h <= 0 or w <= 0:
-        return
-    block = acc[:, :h, :w]
-    top, cls = block.max(0)
-    out[y0 : y0 + h, x0 : x0 + w] = cls.numpy()
-    if conf is not None:
-        c = (top / wsum[:h, :w]).clamp(0, 1) * 255
-        conf[y0 : y0 + h, x0 : x0 + w] = c.round().numpy()
-
-
-def _tile_input(image, y0, x0, th, tw, low, high, norm) -> np.ndarray:
-    """One normalised (th, tw) float32 tile; reflection-padded where the image is smaller."""
-    tile = normalize(to_grey(image[y0 : y0 + th, x0 : x0 + tw]), low, high, norm)
-    pad = ((0, th - tile.shape[0]), (0, tw - tile.shape[1]))
+def padded(x: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Reflection-pad a 2-D array at the bottom and right to ``(th, tw)``."""
+    pad = ((0, th - x.shape[0]), (0, tw - x.shape[1]))
     if pad[0][1] or pad[1][1]:
-        tile = np.pad(tile, pad, mode="reflect" if min(tile.shape) > 1 else "edge")
-    return tile
+        x = np.pad(x, pad, mode="reflect" if min(x.shape) > 1 else "edge")
+    return x
 
 
 @torch.inference_mode()

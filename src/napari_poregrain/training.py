@@ -46,9 +46,16 @@ from .callbacks import Cancelled, StopFn, check_stop
 from .classes import CLASS_NAMES, IGNORE, N_CLASSES
 from .metrics import ConfusionMatrix
 from .model import LoadedModel, ModelMeta, build_model, save_checkpoint
-from .predict import resolve_device
+from .predict import (
+    blend_tiles,
+    default_batch,
+    make_plan,
+    padded,
+    resolve_device,
+    resolve_precision,
+)
 from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
-from .tiling import MULTIPLE, blend_window, layout
+from .tiling import MULTIPLE
 
 DEFAULT_STEPS = 300
 """Optimisation steps when a config gives neither ``steps`` nor ``epochs``."""
@@ -508,39 +515,6 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-@torch.inference_mode()
-def _region_probs(
-    net: nn.Module,
-    x: np.ndarray,
-    device: torch.device,
-    amp: bool,
-    tile: int,
-    should_stop: StopFn | None,
-) -> torch.Tensor:
-    """(3, H, W) class probabilities of a normalised region, tiled with blended overlaps."""
-    h, w = x.shape
-    ov = tile // 8
-    (th, ys), (tw, xs) = layout(h, tile, ov), layout(w, tile, ov)
-    big_h, big_w = max(h, th), max(w, tw)
-    if (big_h, big_w) != (h, w):
-        mode = "reflect" if min(h, w) > 1 else "edge"
-        x = np.pad(x, ((0, big_h - h), (0, big_w - w)), mode=mode)
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    window = torch.from_numpy(blend_window(th, tw, ov))
-    acc = torch.zeros((N_CLASSES, big_h, big_w))
-    wsum = torch.zeros((big_h, big_w))
-    for y in ys:
-        check_stop(should_stop)
-        batch = torch.stack([xt[y : y + th, x0 : x0 + tw] for x0 in xs])[:, None].to(device)
-        with _autocast(device, amp):
-            logits = net(batch)
-        probs = torch.softmax(logits.float(), 1).cpu()
-        for x0, p in zip(xs, probs):
-            acc[:, y : y + th, x0 : x0 + tw] += p * window
-            wsum[y : y + th, x0 : x0 + tw] += window
-    return acc[:, :h, :w] / wsum[:h, :w]
-
-
 def evaluate_regions(
     net: nn.Module,
     regions: Sequence[_Region],
@@ -551,7 +525,13 @@ def evaluate_regions(
     tile: int = 512,
     should_stop: StopFn | None = None,
 ) -> tuple[ConfusionMatrix, float]:
-    """Confusion matrix and mean cross-entropy of ``net`` over labelled validation pixels."""
+    """Confusion matrix and mean cross-entropy of ``net`` over labelled validation pixels.
+
+    Regions are tiled and blended exactly as :func:`~napari_poregrain.predict.predict`
+    does; autocast only on CUDA with ``amp`` (the CPU validates in fp32).
+    """
+    dtype = resolve_precision("auto", device) if amp and device.type == "cuda" else torch.float32
+    batch = default_batch(device)
     modes = [(m, m.training) for m in net.modules()]  # e.g. frozen BatchNorm stays frozen
     net.eval()
     cm = ConfusionMatrix()
@@ -562,14 +542,25 @@ def evaluate_regions(
             if not keep.any():
                 continue
             x = _unit_to_input(torch.from_numpy(r.u), norm).numpy()
-            probs = _region_probs(net, x, device, amp, tile, should_stop)
-            pred = probs.argmax(0).numpy().astype(np.uint8)
-            cm.update(r.labels, pred)
-            target = torch.from_numpy(r.labels.astype(np.int64))
-            k = torch.from_numpy(keep)
-            p_true = probs.gather(0, torch.where(k, target, 0)[None])[0][k]
-            nll += float(-torch.log(p_true.clamp_min(1e-7)).sum())
-            count += int(k.sum())
+            plan = make_plan(net, device, dtype, *x.shape, tile=tile, batch_size=batch)
+
+            def tile_input(y0, x0, x=x, plan=plan):
+                part = x[y0 : y0 + plan.tile_h, x0 : x0 + plan.tile_w]
+                return padded(part, plan.tile_h, plan.tile_w)
+
+            def score(y0, x0, sums, weights, labels=r.labels):
+                nonlocal nll, count
+                h, w = weights.shape
+                probs = sums / weights
+                truth = labels[y0 : y0 + h, x0 : x0 + w]
+                cm.update(truth, probs.argmax(0).numpy().astype(np.uint8))
+                k = torch.from_numpy(truth != IGNORE)
+                target = torch.from_numpy(truth.astype(np.int64))
+                p_true = probs.gather(0, torch.where(k, target, 0)[None])[0][k]
+                nll += float(-torch.log(p_true.clamp_min(1e-7)).sum())
+                count += int(k.sum())
+
+            blend_tiles(tile_input, x.shape, plan, score, should_stop=should_stop)
     finally:
         for m, mode in modes:
             m.training = mode

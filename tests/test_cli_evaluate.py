@@ -134,7 +134,8 @@ def test_seed_layout(capsys, tmp_path, tiny_checkpoint):
     (d / "ImageSets").mkdir()
     for seed in range(3):
         image, labels = make_sample((64, 64), seed=seed)
-        Image.fromarray(image).save(d / "JPEGImages" / f"img{seed}.jpg", quality=95)
+        suffix = ".tif" if seed == 2 else ".jpg"  # like `poregrain train`: any image suffix
+        Image.fromarray(image).save(d / "JPEGImages" / f"img{seed}{suffix}")
         write_labels(d / "SegmentationClassRaw" / f"img{seed}.png", labels)
     (d / "ImageSets" / "test.txt").write_text("img0\nimg2\n\n")
     rc, out, err = _run(

@@ -4,7 +4,7 @@ Three ways to give the pairs (files matched by stem):
 
 * ``--pred DIR --truth DIR``: existing 0/1/2 class maps against reference maps;
 * ``--images DIR --truth DIR [--model M]``: predict each image (above its data bar), then compare;
-* ``--data-dir D [--split test]``: the seed's layout, ``D/JPEGImages/<stem>.jpg`` predicted and
+* ``--data-dir D [--split test]``: the seed's layout, ``D/JPEGImages/<stem>.*`` predicted and
   compared with ``D/SegmentationClassRaw/<stem>.png`` for the stems in ``D/ImageSets/<split>.txt``;
 * ``--config RECIPE``: the held-out images of each source of a training recipe, with the model
   and with two baselines (Otsu threshold for pores, the majority class).
@@ -26,10 +26,7 @@ from tqdm import tqdm
 from ..metrics import ConfusionMatrix, format_table
 from . import CliError
 from ._files import files_by_stem
-
-SEED_IMAGES = "JPEGImages"
-SEED_LABELS = "SegmentationClassRaw"
-SEED_SETS = "ImageSets"
+from ._seed import seed_split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,31 +64,13 @@ def _match(left: dict[str, Path], right: dict[str, Path], right_what: str) -> li
     return [(stem, left[stem], right[stem]) for stem in sorted(left)]
 
 
-def _seed_pairs(data_dir: Path, split: str) -> list[tuple[str, Path, Path]]:
-    listing = data_dir / SEED_SETS / f"{split}.txt"
-    if not listing.is_file():
-        raise CliError(f"{listing}: no such split file")
-    stems = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    if not stems:
-        raise CliError(f"{listing}: lists no images")
-    pairs = []
-    for stem in stems:
-        image = data_dir / SEED_IMAGES / f"{stem}.jpg"
-        truth = data_dir / SEED_LABELS / f"{stem}.png"
-        for path in (image, truth):
-            if not path.is_file():
-                raise CliError(f"{path}: listed in {listing} but missing")
-        pairs.append((stem, image, truth))
-    return pairs
-
-
 def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
     from ..imageio import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
     if args.data_dir is not None:
         if args.truth is not None:
             raise CliError("--truth is not used with --data-dir (it reads SegmentationClassRaw/)")
-        return _seed_pairs(args.data_dir, args.split)
+        return seed_split(args.data_dir, args.split)
     if args.truth is None:
         raise CliError("--truth DIR is required with --pred or --images")
     truth = files_by_stem(args.truth, LABEL_SUFFIXES, "reference label")

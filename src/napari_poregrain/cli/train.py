@@ -28,10 +28,8 @@ import numpy as np
 
 from . import CliError
 from ._files import files_by_stem
+from ._seed import seed_split
 
-SEED_IMAGES = "JPEGImages"
-SEED_LABELS = "SegmentationClassRaw"
-SEED_SETS = "ImageSets"
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # TrainConfig fields settable from the command line: option dest -> field name.
@@ -144,32 +142,8 @@ def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[
 
 
 def _seed_split(data_dir: Path, split: str, required: bool) -> list[tuple[Path, Path]] | None:
-    from ..imageio import IMAGE_SUFFIXES
-
-    listing = data_dir / SEED_SETS / f"{split}.txt"
-    if not listing.is_file():
-        if required:
-            raise CliError(f"{listing}: no such split file")
-        return None
-    stems = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    if not stems:
-        if required:
-            raise CliError(f"{listing}: lists no images")
-        return None
-    pairs = []
-    for stem in stems:
-        found = [
-            data_dir / SEED_IMAGES / f"{stem}{s}"
-            for s in (".jpg", *IMAGE_SUFFIXES)
-            if (data_dir / SEED_IMAGES / f"{stem}{s}").is_file()
-        ]
-        label = data_dir / SEED_LABELS / f"{stem}.png"
-        if not found:
-            raise CliError(f"{data_dir / SEED_IMAGES / stem}.jpg: listed in {listing} but missing")
-        if not label.is_file():
-            raise CliError(f"{label}: listed in {listing} but missing")
-        pairs.append((found[0], label))
-    return pairs
+    triples = seed_split(data_dir, split, required)
+    return None if triples is None else [(image, label) for _, image, label in triples]
 
 
 def read_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,45 @@
+"""The seed's dataset layout: ``JPEGImages/``, ``SegmentationClassRaw/``, ``ImageSets/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import CliError
+
+SEED_IMAGES = "JPEGImages"
+SEED_LABELS = "SegmentationClassRaw"
+SEED_SETS = "ImageSets"
+
+
+def seed_split(
+    data_dir: Path, split: str, required: bool = True
+) -> list[tuple[str, Path, Path]] | None:
+    """``(stem, image, label)`` for the stems in ``ImageSets/<split>.txt``.
+
+    Images may have any readable suffix (``.jpg`` first). A missing or empty
+    listing is an error when ``required``, else None; a listed file that is
+    missing is always an error naming it.
+    """
+    from ..imageio import IMAGE_SUFFIXES
+
+    listing = data_dir / SEED_SETS / f"{split}.txt"
+    if not listing.is_file():
+        if required:
+            raise CliError(f"{listing}: no such split file")
+        return None
+    stems = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    if not stems:
+        if required:
+            raise CliError(f"{listing}: lists no images")
+        return None
+    triples = []
+    for stem in stems:
+        candidates = [data_dir / SEED_IMAGES / f"{stem}{s}" for s in (".jpg", *IMAGE_SUFFIXES)]
+        found = [p for p in candidates if p.is_file()]
+        label = data_dir / SEED_LABELS / f"{stem}.png"
+        if not found:
+            raise CliError(f"{candidates[0]}: listed in {listing} but missing")
+        if not label.is_file():
+            raise CliError(f"{label}: listed in {listing} but missing")
+        triples.append((stem, found[0], label))
+    return triples

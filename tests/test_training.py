@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -292,3 +293,15 @@ def test_existing_output_is_never_overwritten(tmp_path):
             tmp_path / "n.safetensors",
         )
     assert log.read_text() == "mine" and not (tmp_path / "n.safetensors").exists()
+
+
+def test_region_smaller_than_the_window_is_mirrored_with_ignored_labels():
+    image, labels = make_sample((80, 200), seed=0)
+    cfg = replace(_quiet(val_fraction=0), scale_range=(0.5, 1.0))  # window 128 > 80 rows
+    regions, _, _ = prepare_data([(image, labels)], cfg, Normalization())
+    sampler = CropSampler(regions, cfg, Normalization())
+    u, lab = sampler._window(np.random.default_rng(0))
+    w = sampler.window
+    assert w > 80 and u.shape == lab.shape == (w, w)
+    assert (lab[80:] == IGNORE).all() and (lab[:80] != IGNORE).any()
+    np.testing.assert_array_equal(u[80:82], u[78:76:-1])  # reflected about the last row

@@ -464,9 +464,8 @@ class CropSampler(torch.utils.data.IterableDataset):
         u = region.u[y0 : y0 + w, x0 : x0 + w]
         lab = region.labels[y0 : y0 + w, x0 : x0 + w]
         if u.shape != (w, w):  # a region smaller than the window: mirror the image, ignore labels
-            pad = ((0, w - u.shape[0]), (0, w - u.shape[1]))
-            u = np.pad(u, pad, mode="reflect" if min(u.shape) > 1 else "edge")
-            lab = np.pad(lab, pad, constant_values=IGNORE)
+            lab = np.pad(lab, ((0, w - u.shape[0]), (0, w - u.shape[1])), constant_values=IGNORE)
+            u = padded(u, w, w)
         return u, lab
 
     def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from napari_poregrain.model import (
     available_models,
     build_model,
     load_checkpoint,
+    new_model,
     resolve_model,
     save_checkpoint,
 )
@@ -90,6 +91,38 @@ def test_wrong_metadata_or_weights_are_refused(tiny_model, tmp_path):
         save_file(s, str(path), metadata={"poregrain": json.dumps(m)})
         with pytest.raises(CheckpointError):
             load_checkpoint(path)
+
+
+def test_refinement_head_starts_as_identity_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    refined = new_model("resnet18", refine=True, name="refined")
+    plain = build_model("resnet18").eval()
+    head = {k for k in refined.net.state_dict() if k.startswith("refine.")}
+    assert head and 0 < sum(refined.net.state_dict()[k].numel() for k in head) < 10_000
+    plain.load_state_dict({k: v for k, v in refined.net.state_dict().items() if k not in head})
+    x = torch.randn(1, 1, 64, 96)
+    with torch.inference_mode():
+        assert torch.equal(refined.net(x), plain(x))  # zero-initialised correction
+        refined.net.refine[-1].bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+        assert not torch.equal(refined.net(x), plain(x))
+    loaded = load_checkpoint(save_checkpoint(refined, tmp_path / "r.safetensors"))
+    assert loaded.meta.refine and hasattr(loaded.net, "refine")
+    with torch.inference_mode():
+        assert torch.equal(loaded.net(x), refined.net(x))
+
+
+def test_files_without_the_refine_key_load_as_plain_deeplab(tiny_model, tmp_path):
+    state = {k: v.contiguous() for k, v in tiny_model.net.state_dict().items()}
+    meta = tiny_model.meta.to_dict()
+    del meta["refine"]  # a checkpoint written before the head existed
+    old = tmp_path / "old.safetensors"
+    save_file(state, str(old), metadata={"poregrain": json.dumps(meta)})
+    loaded = load_checkpoint(old)
+    assert not loaded.meta.refine and not hasattr(loaded.net, "refine")
+    wrong = tmp_path / "wrong.safetensors"
+    save_file(state, str(wrong), metadata={"poregrain": json.dumps({**meta, "refine": True})})
+    with pytest.raises(CheckpointError, match="refinement head .*6 missing"):
+        load_checkpoint(wrong)
 
 
 def test_user_models_are_listed_and_resolved(tiny_model, tmp_path, monkeypatch):

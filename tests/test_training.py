@@ -116,6 +116,30 @@ def test_seeded_run_is_repeatable_and_blind_to_ignored_pixels(tmp_path):
     assert any(not torch.equal(w[0][k], v) for k, v in _weights(other.path).items())
 
 
+def test_ema_saves_the_averaged_weights(tmp_path):
+    """The EMA starts as the weights after step 1; with a decay near 1 it stays there, so a
+    3-step EMA run saves (almost) what a 1-step run saves, unlike a plain 3-step run."""
+    image, labels = make_sample((96, 96), seed=3)
+    base = dict(**FAST, scale_range=(1.0, 1.0), seed=5, val_fraction=0.0)
+    run = {
+        name: _weights(
+            train([(image, labels)], TrainConfig(**base, **kw), None, tmp_path / name).path
+        )
+        for name, kw in {
+            "one.safetensors": dict(steps=1),
+            "three.safetensors": dict(steps=3),
+            "ema.safetensors": dict(steps=3, ema=0.999999),
+        }.items()
+    }
+    one, three, ema = run["one.safetensors"], run["three.safetensors"], run["ema.safetensors"]
+    floats = [k for k in one if one[k].is_floating_point()]
+    gap = max(float((ema[k] - one[k]).abs().max()) for k in floats)
+    moved = max(float((three[k] - one[k]).abs().max()) for k in floats)
+    assert gap < 1e-4 < moved
+    with pytest.raises(ValueError, match="EMA decay"):
+        TrainConfig(ema=1.0).validate()
+
+
 def test_cancel_keeps_the_starting_model_byte_for_byte(tmp_path):
     torch.manual_seed(0)
     start_path = save_checkpoint(

@@ -17,6 +17,7 @@ import segmentation_models_pytorch as smp
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
+from torch import nn
 
 from ._atomic import atomic_write_bytes
 from .classes import CLASS_NAMES, IGNORE
@@ -28,6 +29,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "poregrain"
 MODEL_DIR_ENV = "NAPARI_POREGRAIN_MODEL_DIR"
 DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.safetensors"
+REFINE_CHANNELS = 16
 
 
 class CheckpointError(ValueError):
@@ -39,6 +41,8 @@ class ModelMeta:
     """What a checkpoint says about its model."""
 
     encoder: str = "resnet18"
+    refine: bool = False
+    """A full-resolution refinement head follows the DeepLabV3+ (:class:`RefinedDeepLabV3Plus`)."""
     normalization: Normalization = field(default_factory=Normalization)
     pixel_size_nm: float | None = None
     name: str = ""
@@ -50,6 +54,7 @@ class ModelMeta:
             "format_version": FORMAT_VERSION,
             "architecture": ARCHITECTURE,
             "encoder": self.encoder,
+            "refine": self.refine,
             "in_channels": 1,
             "classes": list(CLASS_NAMES),
             "ignore_index": IGNORE,
@@ -79,6 +84,7 @@ class ModelMeta:
         pixel = d.get("pixel_size_nm")
         return cls(
             encoder=d["encoder"],
+            refine=bool(d.get("refine", False)),  # absent in files older than the head
             normalization=Normalization.from_dict(d.get("normalization") or {}),
             pixel_size_nm=None if pixel is None else float(pixel),
             name=str(d.get("name", "")),
@@ -95,19 +101,48 @@ class LoadedModel:
     path: Path | None = None
 
 
-def build_model(encoder: str = "resnet18") -> torch.nn.Module:
+class RefinedDeepLabV3Plus(smp.DeepLabV3Plus):
+    """DeepLabV3+ whose logits are corrected at full resolution from the input pixels.
+
+    DeepLabV3+ predicts at a quarter of the resolution and upsamples bilinearly,
+    which blurs pore outlines a few pixels wide. A small residual head of
+    3x3 convolutions sees the input image and the upsampled logits at full
+    resolution and adds a correction (zero at initialisation).
+    """
+
+    def __init__(self, *, hidden: int = REFINE_CHANNELS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        classes = len(CLASS_NAMES)
+        self.refine = nn.Sequential(
+            nn.Conv2d(1 + classes, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, classes, 1),
+        )
+        nn.init.zeros_(self.refine[-1].weight)
+        nn.init.zeros_(self.refine[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return logits + self.refine(torch.cat([x, logits.to(x.dtype)], dim=1))
+
+
+def build_model(encoder: str = "resnet18", refine: bool = False) -> torch.nn.Module:
     """A randomly initialised DeepLabV3+ (1 input channel, 3 classes); no download."""
+    cls = RefinedDeepLabV3Plus if refine else smp.DeepLabV3Plus
     try:
-        return smp.DeepLabV3Plus(
+        return cls(
             encoder_name=encoder, encoder_weights=None, in_channels=1, classes=len(CLASS_NAMES)
         )
     except KeyError as exc:
         raise ValueError(f"unknown encoder {encoder!r} for DeepLabV3+") from exc
 
 
-def new_model(encoder: str = "resnet18", **meta) -> LoadedModel:
+def new_model(encoder: str = "resnet18", refine: bool = False, **meta) -> LoadedModel:
     """A fresh, untrained model with its metadata."""
-    return LoadedModel(build_model(encoder).eval(), ModelMeta(encoder=encoder, **meta))
+    net = build_model(encoder, refine).eval()
+    return LoadedModel(net, ModelMeta(encoder=encoder, refine=refine, **meta))
 
 
 def save_checkpoint(
@@ -154,7 +189,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         meta = ModelMeta.from_dict(json.loads(header[METADATA_KEY]))
         with torch.device("meta"):  # no random initialisation: the weights come from the file
-            net = build_model(meta.encoder)
+            net = build_model(meta.encoder, meta.refine)
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path} has unusable metadata: {exc}") from None
     expected = net.state_dict()
@@ -164,7 +199,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if missing or extra or bad_shape:
         first = (missing or extra or bad_shape)[0]
         raise CheckpointError(
-            f"{path} does not fit a DeepLabV3+ with encoder {meta.encoder} "
+            f"{path} does not fit a DeepLabV3+ with encoder {meta.encoder}"
+            f"{' and refinement head' if meta.refine else ''} "
             f"({len(missing)} missing, {len(extra)} unexpected, {len(bad_shape)} mis-shaped "
             f"tensors, e.g. {first})"
         )

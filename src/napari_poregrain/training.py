@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -93,6 +94,8 @@ class TrainConfig:
     """Stop after this many epochs without a better validation score (None: never)."""
     encoder: str = "resnet18"
     """Encoder of a model trained from scratch (ignored when fine-tuning)."""
+    refine: bool = True
+    """From scratch: add the full-resolution refinement head (ignored when fine-tuning)."""
     class_balance: float = 0.75
     """Probability that a crop centre's class is drawn uniformly rather than by frequency."""
     flip: bool = True
@@ -107,6 +110,9 @@ class TrainConfig:
     """Keep BatchNorm statistics fixed (useful when fine-tuning with tiny batches)."""
     num_workers: int = 0
     eval_tile: int = 512
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights, which is validated and saved
+    instead of the raw weights (0: off). Steadies long runs; e.g. 0.995 for 2,000+ steps."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first unusable setting."""
@@ -139,6 +145,8 @@ class TrainConfig:
             raise ValueError("augmentation strengths must be >= 0")
         if self.num_workers < 0:
             raise ValueError("num_workers must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"the EMA decay must be in [0, 1), not {self.ema}")
 
 
 @dataclass
@@ -688,7 +696,7 @@ def train(
         if init.path is not None and Path(init.path).is_file():
             parent.update(file=Path(init.path).name, sha256=_sha256(Path(init.path)))
     else:
-        meta = ModelMeta(encoder=cfg.encoder, name=name or out_path.stem)
+        meta = ModelMeta(encoder=cfg.encoder, refine=cfg.refine, name=name or out_path.stem)
         parent = None
     recipe = asdict(cfg)
     recipe.update(
@@ -706,13 +714,19 @@ def train(
     amp = cfg.amp and device.type == "cuda"
 
     with _deterministic(device, cfg.seed):
-        net = copy.deepcopy(init.net) if init is not None else build_model(cfg.encoder)
+        net = copy.deepcopy(init.net) if init is not None else build_model(cfg.encoder, cfg.refine)
         net = net.to(device).train()
         if cfg.freeze_bn:
             _freeze_bn(net)
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
         opt = _adamw(net, cfg, device)
+        ema = (
+            AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+            if cfg.ema
+            else None
+        )
+        kept = net if ema is None else ema.module  # the weights validated and saved
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(s, total, warmup, cfg.min_lr_ratio)
         )
@@ -745,7 +759,7 @@ def train(
                 **(provenance or {}),
             }
             # save_checkpoint copies the tensors to the CPU; the file is this run's own
-            save_checkpoint(LoadedModel(net, meta), out_path, half=half, overwrite=saved)
+            save_checkpoint(LoadedModel(kept, meta), out_path, half=half, overwrite=saved)
             saved = True
             result.path = out_path
 
@@ -764,7 +778,7 @@ def train(
             metrics = None
             if val_regions:
                 cm, val_loss = evaluate_regions(
-                    net, val_regions, norm, device, amp=amp, tile=cfg.eval_tile,
+                    kept, val_regions, norm, device, amp=amp, tile=cfg.eval_tile,
                     should_stop=should_stop,
                 )  # fmt: skip
                 iou, miou = cm.per_class_iou(), cm.mean_iou()
@@ -836,6 +850,8 @@ def train(
                 nn.utils.clip_grad_norm_(net.parameters(), 5.0)
                 scaler.step(opt)
                 scaler.update()
+                if ema is not None:
+                    ema.update_parameters(net)
                 lr = opt.param_groups[0]["lr"]
                 sched.step()
                 result.steps += 1

@@ -347,6 +347,8 @@ def run(args: argparse.Namespace) -> int:
         model = _init_model(init_spec, None if init_spec == "scratch" else args.encoder)
     if model is None and encoder is not None:
         cfg.encoder = encoder
+    if model is None and recipe is not None and "refine" in recipe.model:
+        cfg.refine = bool(recipe.model["refine"])
     if model is not None:
         extra["init"] = init_spec
 

@@ -44,6 +44,8 @@ def test_beats_otsu_on_pores_of_the_held_out_zeiss_image(default_model):
     model_iou = _iou(truth, pred, 2)
     otsu_iou = _iou(truth, baseline(img.data, "otsu", truth), 2)
     assert model_iou >= otsu_iou + 0.10, (model_iou, otsu_iou)
+    assert model_iou >= 0.60, model_iou  # the target (0.651 when shipped)
+    assert default_model.meta.refine  # the head that reaches it (see README, Model)
 
 
 def test_beats_the_majority_class_on_held_out_duvernay_tiles(default_model):
@@ -56,6 +58,8 @@ def test_beats_the_majority_class_on_held_out_duvernay_tiles(default_model):
         cm_base.update(truth, baseline(image, "majority"))
     assert cm_model.per_class_iou()[1] >= cm_base.per_class_iou()[1] + 0.05
     assert cm_model.mean_iou() >= cm_base.mean_iou() + 0.10
+    iou = cm_model.per_class_iou()
+    assert iou[1] >= 0.90 and iou[0] >= 0.60, iou  # the targets (0.913 / 0.754 shipped)
 
 
 def test_sample_image_gives_plausible_layers(default_model):

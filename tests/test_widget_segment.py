@@ -42,12 +42,13 @@ def test_the_shipped_default_is_offered_first(widget):
 
 def test_adds_aligned_grains_and_pores_layers(widget, qtbot, tiny_checkpoint, tiny_model):
     viewer, w = widget
+    image = viewer.layers["synthetic shale"]
+    image.scale, image.units = (0.01, 0.01), ("micrometer", "micrometer")  # as the reader sets
     w.select_model(tiny_checkpoint)
     w._tile.value = 128
     w._confidence.value = True
     assert w._run.enabled
     _segment(qtbot, w)
-    image = viewer.layers["synthetic shale"]
     expected = predict(image.data, tiny_model, tile=128).labels
     for name, cls in (("grains", 1), ("pores", 2)):
         layer = viewer.layers[name]
@@ -55,7 +56,9 @@ def test_adds_aligned_grains_and_pores_layers(widget, qtbot, tiny_checkpoint, ti
         assert (layer.data == (expected == cls)).mean() > 0.995
         assert tuple(layer.scale) == tuple(image.scale)
         assert tuple(layer.translate) == tuple(image.translate)
+        assert tuple(layer.units) == tuple(image.units)  # no "inconsistent units" warning
     assert viewer.layers["confidence"].data.shape == image.data.shape
+    assert tuple(viewer.layers["confidence"].units) == tuple(image.units)
     assert w._status.value.startswith("Done")
 
 

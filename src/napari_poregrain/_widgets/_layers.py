@@ -35,6 +35,18 @@ def class_masks(class_map: np.ndarray) -> dict[int, np.ndarray]:
     return {c: (class_map == c).astype(np.uint8) for c in (GRAIN, PORE)}
 
 
+def geometry(layer, ndim: int) -> dict:
+    """Scale, translate and units of ``layer``'s last ``ndim`` axes, for a layer laid over it.
+
+    Copying the units too keeps napari from dropping them ("inconsistent units across layers").
+    """
+    geo = {"scale": tuple(layer.scale[-ndim:]), "translate": tuple(layer.translate[-ndim:])}
+    units = getattr(layer, "units", None)  # napari >= 0.6
+    if units is not None:
+        geo["units"] = tuple(str(u) for u in units[-ndim:])
+    return geo
+
+
 def layer_kwargs(cls: int, image_layer) -> dict:
     """Name, colour and geometry for a class layer aligned with ``image_layer``."""
     from napari.utils.colormaps import DirectLabelColormap
@@ -42,8 +54,7 @@ def layer_kwargs(cls: int, image_layer) -> dict:
     ndim = image_layer.data.ndim - (1 if image_layer.rgb else 0)
     return {
         "name": LAYER_NAMES[cls],
-        "scale": tuple(image_layer.scale[:ndim]),
-        "translate": tuple(image_layer.translate[:ndim]),
+        **geometry(image_layer, ndim),
         "colormap": DirectLabelColormap(
             color_dict={None: "transparent", 0: "transparent", 1: LAYER_COLOURS[cls]}
         ),

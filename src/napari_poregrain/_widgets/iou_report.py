@@ -43,7 +43,7 @@ from ..metrics import (
 )
 from ..model import CheckpointError, available_models
 from ._events import events
-from ._layers import labels_from_layers
+from ._layers import geometry, labels_from_layers
 from ._worker import BackgroundTask
 
 PRED_LAYERS = "grains + pores layers"
@@ -286,14 +286,14 @@ class IoUReportWidget(QWidget):
         if self._task is not None:
             return
         try:
-            work, row, geometry = self._prepare()
+            work, row, geo = self._prepare()
         except ValueError as exc:
             self._fail(str(exc))
             return
 
         def on_returned(res):
             cm, dis = res
-            self._on_done(_Result(cm, dis, row, geometry))
+            self._on_done(_Result(cm, dis, row, geo))
 
         self._task = BackgroundTask(
             work,
@@ -356,10 +356,7 @@ class IoUReportWidget(QWidget):
 
         geo_layer = image if image is not None else ref_layer
         ndim = len(ref_shape)
-        geometry = {
-            "scale": tuple(geo_layer.scale[-ndim:]),
-            "translate": tuple(geo_layer.translate[-ndim:]),
-        }
+        geo = geometry(geo_layer, ndim)
         row = {
             "time": _dt.datetime.now().isoformat(sep=" ", timespec="seconds"),
             "model": model_name,
@@ -389,7 +386,7 @@ class IoUReportWidget(QWidget):
             cm = ConfusionMatrix().update(ref, pred, region)
             return cm, disagreement_map(ref, pred, region)
 
-        return work, row, geometry
+        return work, row, geo
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -506,8 +503,8 @@ class IoUReportWidget(QWidget):
             if ours:  # untouched layer made here: refresh it in place
                 old.data = data
                 old.metadata.update(meta)
-                old.scale = self._last.geometry["scale"]
-                old.translate = self._last.geometry["translate"]
+                for key, value in self._last.geometry.items():
+                    setattr(old, key, value)
                 return old
         layer = self._viewer.add_labels(
             data,

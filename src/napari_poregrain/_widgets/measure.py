@@ -48,7 +48,7 @@ from ..measure import (
     size_histogram,
     summary_rows,
 )
-from ._layers import labels_from_layers
+from ._layers import geometry, labels_from_layers
 from ._worker import BackgroundTask
 
 _PIXELS = ("px", "pixel", "pixels")
@@ -218,10 +218,7 @@ class MeasureWidget(QWidget):
         if self._region.value is not None:
             region = self._region_mask(self._region.value, ref, shape)
         names = [f"{k}={ly.name}" for k, ly in (("grains", grains), ("pores", pores)) if ly]
-        self._pending_geometry = {
-            "scale": tuple(ref.scale[-2:]),
-            "translate": tuple(ref.translate[-2:]),
-        }
+        self._pending_geometry = geometry(ref, 2)
         return dict(
             class_map=class_map,
             pixel_size_nm=pixel_nm,

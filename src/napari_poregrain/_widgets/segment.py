@@ -31,7 +31,7 @@ from ..predict import (
     resolve_device,
 )
 from ._events import events
-from ._layers import class_masks, layer_kwargs
+from ._layers import class_masks, geometry, layer_kwargs
 from ._worker import BackgroundTask
 
 FILE_CHOICE = "checkpoint file…"
@@ -208,8 +208,7 @@ class SegmentWidget(Container):
             self._viewer.add_image(
                 result.confidence,
                 name="confidence",
-                scale=layer_kwargs(1, image_layer)["scale"],
-                translate=layer_kwargs(1, image_layer)["translate"],
+                **geometry(image_layer, result.confidence.ndim),
                 colormap="magma",
                 contrast_limits=(0, 255),
                 metadata={"confidence_scale": 255},

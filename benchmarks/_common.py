@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_poregrain._atomic import atomic_write_bytes
+from napari_poregrain.io.atomic import atomic_write_bytes
 from napari_poregrain.model import DEFAULT_MODEL_PATH, LoadedModel, load_checkpoint, new_model
 from napari_poregrain.synthetic import make_sample
 

@@ -52,8 +52,7 @@ from _common import (
 )
 from torch import nn
 
-from napari_poregrain.model import LoadedModel
-from napari_poregrain.predict import (
+from napari_poregrain.inference.predict import (
     DEFAULT_OVERLAP,
     PRECISIONS,
     default_tile,
@@ -61,8 +60,9 @@ from napari_poregrain.predict import (
     resolve_device,
     resolve_precision,
 )
+from napari_poregrain.inference.tiling import layout, overlap_pixels
+from napari_poregrain.model import LoadedModel
 from napari_poregrain.preprocess import intensity_range, normalize, to_grey
-from napari_poregrain.tiling import layout, overlap_pixels
 
 SECTIONS = ("throughput", "ratio", "study", "cuda")
 H100_SXM_BF16_DENSE_TFLOPS = 989.0

@@ -11,7 +11,7 @@ from conftest import shared_data
 from PIL import Image
 
 from napari_poregrain.cli import main
-from napari_poregrain.imageio import read_labels, write_labels
+from napari_poregrain.io.images import read_labels, write_labels
 from napari_poregrain.synthetic import make_sample
 
 KEYS = {"per_class_iou", "mean_iou", "pixel_accuracy", "confusion_matrix", "n_images"}

@@ -12,7 +12,7 @@ from conftest import shared_data
 
 from napari_poregrain.classes import GRAIN, IGNORE, PORE
 from napari_poregrain.cli import main
-from napari_poregrain.imageio import write_labels
+from napari_poregrain.io.images import write_labels
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_argument_errors(label_files, tmp_path, capsys):
 
 def test_pixel_size_and_data_bar_from_zeiss_tiff(tmp_path):
     data = shared_data("zeiss-shale-pores")
-    from napari_poregrain.imageio import read_image, read_labels
+    from napari_poregrain.io.images import read_image, read_labels
 
     image = read_image(data / "images" / "train_1.tif")
     labels = read_labels(data / "labels" / "train_1.png")

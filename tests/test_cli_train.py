@@ -10,10 +10,10 @@ from conftest import shared_data
 from PIL import Image
 
 from napari_poregrain.cli import main
-from napari_poregrain.imageio import read_image, write_labels
+from napari_poregrain.io.images import read_image, write_labels
 from napari_poregrain.model import DEFAULT_MODEL_PATH, load_checkpoint
 from napari_poregrain.synthetic import make_sample
-from napari_poregrain.training import load_training_log
+from napari_poregrain.training.trainer import load_training_log
 
 FAST = ["--crop", "64", "--batch", "2", "--steps", "4", "--steps-per-epoch", "2"]
 FAST += ["--device", "cpu"]

@@ -5,12 +5,12 @@ import pytest
 from conftest import shared_data
 from safetensors import safe_open
 
-from napari_poregrain.imageio import read_image, read_labels
-from napari_poregrain.metrics import ConfusionMatrix
+from napari_poregrain.analysis.metrics import ConfusionMatrix
+from napari_poregrain.inference.predict import predict
+from napari_poregrain.io.images import read_image, read_labels
 from napari_poregrain.model import DEFAULT_MODEL_PATH, available_models, load_checkpoint
-from napari_poregrain.predict import predict
-from napari_poregrain.recipe import baseline
 from napari_poregrain.synthetic import make_sample
+from napari_poregrain.training.recipe import baseline
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_MODEL_PATH.is_file(), reason="no default model is shipped in this checkout"

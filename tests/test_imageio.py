@@ -8,7 +8,7 @@ import tifffile
 from conftest import shared_data
 from PIL import Image
 
-from napari_poregrain.imageio import (
+from napari_poregrain.io.images import (
     ImageReadError,
     SEMImage,
     apply_palette,

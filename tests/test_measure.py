@@ -11,9 +11,7 @@ import pytest
 from conftest import shared_data
 from skimage.draw import disk
 
-from napari_poregrain.callbacks import Cancelled
-from napari_poregrain.classes import GRAIN, IGNORE, PORE
-from napari_poregrain.measure import (
+from napari_poregrain.analysis.measure import (
     choose_unit,
     export_measurement,
     export_paths,
@@ -28,6 +26,8 @@ from napari_poregrain.measure import (
     summary_rows,
     weighted_percentile,
 )
+from napari_poregrain.callbacks import Cancelled
+from napari_poregrain.classes import GRAIN, IGNORE, PORE
 
 R = 12  # disc radius in pixels
 RECT = (slice(10, 30), slice(100, 160))  # 20 rows x 60 columns
@@ -256,7 +256,7 @@ def test_export_files(tmp_path):
 
 
 def test_real_zeiss_labels_fractions():
-    from napari_poregrain.imageio import read_labels
+    from napari_poregrain.io.images import read_labels
 
     labels = read_labels(shared_data("zeiss-shale-pores") / "labels" / "train_1.png")
     m = measure(labels, 13.96, data_bar_row=688)

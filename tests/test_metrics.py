@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_poregrain.metrics import (
+from napari_poregrain.analysis.metrics import (
     ConfusionMatrix,
     confusion_matrix,
     disagreement_map,
@@ -184,7 +184,7 @@ def test_table_lists_classes_and_mean():
 
 
 def test_chunked_counting_and_wide_dtypes(monkeypatch):
-    import napari_poregrain.metrics as metrics
+    import napari_poregrain.analysis.metrics as metrics
 
     rng = np.random.default_rng(1)
     truth = rng.integers(-2, 5, (37, 41)).astype(np.int64)  # -2, -1, 3, 4 are ignored

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from napari_poregrain.inference.predict import predict
 from napari_poregrain.model import (
     MODEL_DIR_ENV,
     CheckpointError,
@@ -15,7 +16,6 @@ from napari_poregrain.model import (
     resolve_model,
     save_checkpoint,
 )
-from napari_poregrain.predict import predict
 from napari_poregrain.synthetic import make_sample
 
 

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from napari_poregrain.callbacks import Cancelled
-from napari_poregrain.predict import predict, resolve_device
+from napari_poregrain.inference.predict import predict, resolve_device
+from napari_poregrain.inference.tiling import blend_window, layout, overlap_pixels
 from napari_poregrain.preprocess import Normalization, intensity_range, normalize, to_grey
 from napari_poregrain.synthetic import make_sample
-from napari_poregrain.tiling import blend_window, layout, overlap_pixels
 
 
 def _untiled(model, image):

@@ -9,7 +9,7 @@ from conftest import shared_data
 from napari.layers import Image, Layer
 
 from napari_poregrain._reader import napari_get_reader
-from napari_poregrain.imageio import ImageReadError
+from napari_poregrain.io.images import ImageReadError
 from napari_poregrain.synthetic import make_sample
 
 

@@ -5,14 +5,14 @@ import pytest
 from PIL import Image
 
 from napari_poregrain.cli import main
-from napari_poregrain.recipe import (
+from napari_poregrain.synthetic import make_sample
+from napari_poregrain.training.recipe import (
     baseline,
     load_recipe,
     load_split,
     unlabelled_pores,
     validation_report,
 )
-from napari_poregrain.synthetic import make_sample
 
 
 @pytest.fixture

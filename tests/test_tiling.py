@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_poregrain.tiling import GROWTH, blend_window, layout
+from napari_poregrain.inference.tiling import GROWTH, blend_window, layout
 
 
 @pytest.mark.parametrize("length", [1, 15, 100, 1024, 1025, 2048, 3000, 4096, 16384, 30001])

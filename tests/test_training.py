@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from napari_poregrain.analysis.metrics import ConfusionMatrix
 from napari_poregrain.classes import IGNORE, PORE
-from napari_poregrain.metrics import ConfusionMatrix
+from napari_poregrain.inference.predict import predict
 from napari_poregrain.model import load_checkpoint, new_model, save_checkpoint
-from napari_poregrain.predict import predict
 from napari_poregrain.preprocess import Normalization
 from napari_poregrain.synthetic import make_sample
-from napari_poregrain.training import (
+from napari_poregrain.training.trainer import (
     CropSampler,
     SegmentationLoss,
     TrainConfig,

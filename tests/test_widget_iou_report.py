@@ -10,8 +10,8 @@ from conftest import shared_data
 from napari.layers import Shapes
 
 from napari_poregrain._widgets.iou_report import FILE_CHOICE, PRED_MODEL, REF_MAP, IoUReportWidget
-from napari_poregrain.imageio import read_image, read_labels
-from napari_poregrain.metrics import confusion_matrix
+from napari_poregrain.analysis.metrics import confusion_matrix
+from napari_poregrain.io.images import read_image, read_labels
 from napari_poregrain.synthetic import make_sample
 
 TRUTH = np.array(

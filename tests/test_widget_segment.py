@@ -3,8 +3,8 @@ import pytest
 
 from napari_poregrain._sample_data import shale_sample
 from napari_poregrain._widgets.segment import FILE_CHOICE, NO_MODEL, SegmentWidget
+from napari_poregrain.inference.predict import predict
 from napari_poregrain.model import DEFAULT_MODEL_PATH, MODEL_DIR_ENV
-from napari_poregrain.predict import predict
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .imageio import TIFF_SUFFIXES, SEMImage, read_image
+from .io.images import TIFF_SUFFIXES, SEMImage, read_image
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | os.PathLike

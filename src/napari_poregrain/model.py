@@ -19,8 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _st_save
 from torch import nn
 
-from ._atomic import atomic_write_bytes
 from .classes import CLASS_NAMES, IGNORE
+from .io.atomic import atomic_write_bytes
 from .preprocess import Normalization
 
 ARCHITECTURE = "DeepLabV3Plus"

@@ -33,8 +33,8 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QListWidget, QVBoxLayout, QWidget
 
 from ..classes import CLASS_NAMES, GRAIN, IGNORE, LAYER_COLOURS, LAYER_NAMES, PORE
+from ..inference.predict import available_devices
 from ..model import CheckpointError, available_models, load_checkpoint, user_model_dir
-from ..predict import available_devices
 from ._events import events
 from ._layers import labels_from_layers
 from ._worker import BackgroundTask
@@ -293,7 +293,7 @@ class FinetuneWidget(QWidget):
         return path
 
     def _out_path(self) -> Path:
-        from ..training import log_path_for
+        from ..training.trainer import log_path_for
 
         name = self._name.value.strip()
         name = name.removesuffix(".safetensors")
@@ -310,7 +310,7 @@ class FinetuneWidget(QWidget):
         return out
 
     def _config(self):
-        from ..training import TrainConfig
+        from ..training.trainer import TrainConfig
 
         length = int(self._length.value)
         by_steps = self._unit.value == "steps"
@@ -328,7 +328,7 @@ class FinetuneWidget(QWidget):
         """Read the layers, check them and start fine-tuning in the background."""
         if self._task is not None:
             return
-        from ..training import train
+        from ..training.trainer import train
 
         try:
             pairs = self._pairs or [self.current_pair()]

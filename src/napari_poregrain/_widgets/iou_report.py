@@ -1,6 +1,6 @@
 """Dock widget "IoU report": prediction vs reference layers -> IoU table, history and plot.
 
-Thin face over :mod:`napari_poregrain.metrics`: layers are turned into label maps, the
+Thin face over :mod:`napari_poregrain.analysis.metrics`: layers are turned into label maps, the
 confusion matrix (and, with a model, the prediction) is computed in a background task, and the
 results are shown; the numbers themselves come from the engine.
 """
@@ -32,15 +32,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._atomic import atomic_write_bytes
-from ..callbacks import Cancelled, check_stop
-from ..classes import CLASS_NAMES
-from ..metrics import (
+from ..analysis.metrics import (
     DISAGREEMENT_COLOURS,
     DISAGREEMENT_NAMES,
     ConfusionMatrix,
     disagreement_map,
 )
+from ..callbacks import Cancelled, check_stop
+from ..classes import CLASS_NAMES
+from ..io.atomic import atomic_write_bytes
 from ..model import CheckpointError, available_models
 from ._events import events
 from ._layers import geometry, labels_from_layers
@@ -366,7 +366,7 @@ class IoUReportWidget(QWidget):
         }
 
         def work(emit, should_stop):
-            from ..predict import predict
+            from ..inference.predict import predict
 
             if len(ref_arrays) == 2:
                 ref = labels_from_layers(*ref_arrays)

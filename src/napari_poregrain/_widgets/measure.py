@@ -33,8 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..callbacks import Cancelled
-from ..measure import (
+from ..analysis.measure import (
     DEFAULT_CONFIDENCE_THRESHOLD,
     DEFAULT_MIN_SIZE,
     OBJECT_CLASSES,
@@ -48,6 +47,7 @@ from ..measure import (
     size_histogram,
     summary_rows,
 )
+from ..callbacks import Cancelled
 from ._layers import geometry, labels_from_layers
 from ._worker import BackgroundTask
 

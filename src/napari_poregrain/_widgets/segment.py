@@ -22,14 +22,14 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
-from ..model import CheckpointError, available_models, load_checkpoint
-from ..predict import (
+from ..inference.predict import (
     DEFAULT_OVERLAP,
     available_devices,
     default_tile,
     predict,
     resolve_device,
 )
+from ..model import CheckpointError, available_models, load_checkpoint
 from ._events import events
 from ._layers import class_masks, geometry, layer_kwargs
 from ._worker import BackgroundTask

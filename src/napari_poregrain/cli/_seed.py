@@ -20,7 +20,7 @@ def seed_split(
     listing is an error when ``required``, else None; a listed file that is
     missing is always an error naming it.
     """
-    from ..imageio import IMAGE_SUFFIXES
+    from ..io.images import IMAGE_SUFFIXES
 
     listing = data_dir / SEED_SETS / f"{split}.txt"
     if not listing.is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..metrics import ConfusionMatrix, format_table
+from ..analysis.metrics import ConfusionMatrix, format_table
 from . import CliError
 from ._files import files_by_stem
 from ._seed import seed_split
@@ -65,7 +65,7 @@ def _match(left: dict[str, Path], right: dict[str, Path], right_what: str) -> li
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
-    from ..imageio import IMAGE_SUFFIXES, LABEL_SUFFIXES
+    from ..io.images import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
     if args.data_dir is not None:
         if args.truth is not None:
@@ -81,12 +81,12 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
 
 def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, object, object]]:
     """Yield (file, truth, prediction) arrays, one pair in memory at a time."""
-    from ..imageio import ImageReadError, read_image, read_labels
+    from ..io.images import ImageReadError, read_image, read_labels
 
     predicting = args.pred is None
     model = None
     if predicting:
-        from ..predict import predict
+        from ..inference.predict import predict
         from ._progress import TileBar
         from .predict import load_model
 
@@ -140,7 +140,7 @@ def evaluate(args: argparse.Namespace) -> ConfusionMatrix:
 
 
 def _recipe_report(args: argparse.Namespace) -> dict:
-    from ..recipe import load_recipe, load_split, validation_report
+    from ..training.recipe import load_recipe, load_split, validation_report
     from .predict import load_model
 
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..measure import (
+from ..analysis.measure import (
     DEFAULT_MIN_SIZE,
     export_paths,
     flat_summary,
@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..imageio import ImageReadError, read_image, read_labels
+    from ..io.images import ImageReadError, read_image, read_labels
 
     if args.min_size < 1:
         raise CliError(f"--min-size must be at least 1 pixel, not {args.min_size}")

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..inference.predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from ..model import CheckpointError, load_checkpoint, resolve_model
-from ..predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from . import CliError
 from ._progress import TileBar
 
@@ -51,7 +51,7 @@ def load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..imageio import ImageReadError, read_image, write_labels
+    from ..io.images import ImageReadError, read_image, write_labels
 
     model = load_model(args)
     failures = 0

@@ -6,7 +6,7 @@ Where the (image, labels) pairs come from, one of:
 * ``--data-dir D``: the seed's layout, ``D/JPEGImages/<stem>.*`` with
   ``D/SegmentationClassRaw/<stem>.png`` for the stems in ``D/ImageSets/train.txt``; the stems in
   ``D/ImageSets/val.txt`` (when present) are the validation images;
-* ``--config RECIPE``: a training recipe (TOML, see :mod:`napari_poregrain.recipe`): its sources,
+* ``--config RECIPE``: a training recipe (TOML, see :mod:`..training.recipe`): its sources,
   their fixed split and its settings (options given on the command line win).
 
 Label maps hold 0 matrix / 1 grain / 2 pore / 255 ignore. Images are read with their data bar:
@@ -126,7 +126,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[Path, Path]]:
-    from ..imageio import IMAGE_SUFFIXES, LABEL_SUFFIXES
+    from ..io.images import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
     if labels is None:
         raise CliError(f"{option} DIR is required (the label maps of the images)")
@@ -148,7 +148,7 @@ def _seed_split(data_dir: Path, split: str, required: bool) -> list[tuple[Path, 
 
 def read_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """An image (rows above its data bar) and its label map, checked to match."""
-    from ..imageio import ImageReadError, read_image, read_labels
+    from ..io.images import ImageReadError, read_image, read_labels
 
     try:
         img = read_image(image_path)
@@ -178,7 +178,7 @@ def _read_all(pairs: list[tuple[Path, Path]], desc: str) -> tuple[list, list[str
 
 
 def _recipe_data(args: argparse.Namespace):
-    from ..recipe import load_recipe, load_split
+    from ..training.recipe import load_recipe, load_split
 
     try:
         recipe = load_recipe(args.config)
@@ -198,7 +198,7 @@ def _recipe_data(args: argparse.Namespace):
 
 
 def _config(args: argparse.Namespace, recipe_train: dict | None):
-    from ..training import TrainConfig
+    from ..training.trainer import TrainConfig
 
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig()
@@ -250,7 +250,7 @@ def _init_model(spec: str, encoder: str | None):
 def _add_source_report(path: Path, recipe, half: bool) -> None:
     """Store the best model's validation IoU per recipe source, with baselines, in its metadata."""
     from ..model import load_checkpoint, save_checkpoint
-    from ..recipe import load_split, validation_report
+    from ..training.recipe import load_split, validation_report
 
     model = load_checkpoint(path)
     report = validation_report(load_split(recipe), model)
@@ -294,7 +294,7 @@ class _Reporter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import log_path_for, train
+    from ..training.trainer import log_path_for, train
 
     out = args.out
     if out.suffix != ".safetensors":

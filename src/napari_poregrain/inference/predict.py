@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .callbacks import ProgressFn, StopFn, check_stop
-from .classes import N_CLASSES
-from .model import LoadedModel
-from .preprocess import intensity_range, is_rgb, normalize, to_grey
+from ..callbacks import ProgressFn, StopFn, check_stop
+from ..classes import N_CLASSES
+from ..model import LoadedModel
+from ..preprocess import intensity_range, is_rgb, normalize, to_grey
 from .tiling import blend_window, layout, overlap_pixels
 
 DEFAULT_TILE = 1024

@@ -42,12 +42,10 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ._atomic import atomic_write_bytes
-from .callbacks import Cancelled, StopFn, check_stop
-from .classes import CLASS_NAMES, IGNORE, N_CLASSES
-from .metrics import ConfusionMatrix
-from .model import LoadedModel, ModelMeta, build_model, save_checkpoint
-from .predict import (
+from ..analysis.metrics import ConfusionMatrix
+from ..callbacks import Cancelled, StopFn, check_stop
+from ..classes import CLASS_NAMES, IGNORE, N_CLASSES
+from ..inference.predict import (
     blend_tiles,
     default_batch,
     make_plan,
@@ -55,8 +53,10 @@ from .predict import (
     resolve_device,
     resolve_precision,
 )
-from .preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
-from .tiling import MULTIPLE
+from ..inference.tiling import MULTIPLE
+from ..io.atomic import atomic_write_bytes
+from ..model import LoadedModel, ModelMeta, build_model, save_checkpoint
+from ..preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
 
 DEFAULT_STEPS = 300
 """Optimisation steps when a config gives neither ``steps`` nor ``epochs``."""

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .classes import GRAIN, IGNORE, MATRIX, PORE
-from .synthetic import Style, make_sample
+from ..classes import GRAIN, IGNORE, MATRIX, PORE
+from ..synthetic import Style, make_sample
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,7 +103,7 @@ def unlabelled_pores(image: np.ndarray) -> np.ndarray:
 
 def load_split(recipe: Recipe) -> Split:
     """Read every source and split it into training and validation pairs."""
-    from .imageio import read_image, read_labels
+    from ..io.images import read_image, read_labels
 
     split = Split({}, {})
     for src in recipe.sources:
@@ -184,8 +184,8 @@ def validation_report(split: Split, model, progress=None, **predict_kwargs) -> d
     ``majority`` (every pixel the most frequent labelled class of the source's
     training pairs).
     """
-    from .metrics import ConfusionMatrix
-    from .predict import predict
+    from ..analysis.metrics import ConfusionMatrix
+    from ..inference.predict import predict
 
     report = {}
     for name, pairs in split.val.items():

@@ -39,9 +39,9 @@ from scipy import ndimage
 from skimage.measure import label as label_components
 from skimage.measure import regionprops_table
 
-from ._atomic import atomic_write_bytes
-from .callbacks import ProgressFn, StopFn, check_stop
-from .classes import GRAIN, IGNORE, MATRIX, PORE
+from ..callbacks import ProgressFn, StopFn, check_stop
+from ..classes import GRAIN, IGNORE, MATRIX, PORE
+from ..io.atomic import atomic_write_bytes
 
 DEFAULT_MIN_SIZE = 4
 """Objects smaller than this many pixels are left out of the per-object table and statistics."""
@@ -115,7 +115,7 @@ class Measurement:
 
 def parse_pixel_size(text: str) -> float:
     """``"13.96nm"``, ``"0.01396 µm"``, ``"0.014um"`` -> nanometres; ValueError otherwise."""
-    from .imageio import length_to_nm
+    from ..io.images import length_to_nm
 
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9.]+)\s*", str(text))
     nm = length_to_nm(m.group(1), m.group(2)) if m else None

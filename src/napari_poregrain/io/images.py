@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import CLASS_NAMES, GRAIN, MATRIX, N_CLASSES, PORE
+from ..classes import CLASS_NAMES, GRAIN, MATRIX, N_CLASSES, PORE
 
 # Codes of disagreement_map.
 _CHUNK = 1 << 22  # pixels per bincount in ConfusionMatrix.update

@@ -1,0 +1,1 @@
+"""Scoring and measuring segmentations: confusion matrix / IoU, porosity and size statistics."""

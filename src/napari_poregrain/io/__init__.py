@@ -1,0 +1,25 @@
+"""Reading images into Samples and writing label maps (engine: no Qt, no napari)."""
+
+from .images import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    TIFF_SUFFIXES,
+    ImageReadError,
+    detect_data_bar,
+    length_to_nm,
+    read_image,
+    read_labels,
+    write_labels,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LABEL_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "ImageReadError",
+    "detect_data_bar",
+    "length_to_nm",
+    "read_image",
+    "read_labels",
+    "write_labels",
+]

@@ -1,0 +1,1 @@
+"""Training and fine-tuning: configuration, crop sampling, the training loop, recipes."""

@@ -114,9 +114,9 @@ def test_argument_errors(label_files, tmp_path, capsys):
 
 def test_pixel_size_and_data_bar_from_zeiss_tiff(tmp_path):
     data = shared_data("zeiss-shale-pores")
-    from napari_poregrain.io.images import read_image, read_labels
+    from napari_poregrain.io.images import read_labels, read_sample
 
-    image = read_image(data / "images" / "train_1.tif")
+    image = read_sample(data / "images" / "train_1.tif")
     labels = read_labels(data / "labels" / "train_1.png")
     assert image.data_bar_row is not None
     labels[image.data_bar_row :] = PORE  # would count if the bar were not excluded

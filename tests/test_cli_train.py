@@ -10,7 +10,7 @@ from conftest import shared_data
 from PIL import Image
 
 from napari_poregrain.cli import main
-from napari_poregrain.io.images import read_image, write_labels
+from napari_poregrain.io.images import read_sample, write_labels
 from napari_poregrain.model import DEFAULT_MODEL_PATH, load_checkpoint
 from napari_poregrain.synthetic import make_sample
 from napari_poregrain.training.trainer import load_training_log
@@ -149,7 +149,7 @@ def test_real_zeiss_image_trains_above_its_data_bar(capsys, tmp_path):
     (data,) = prov["data"]
     (val,) = prov["split"]["val"]
     # the data bar (rows 688-767) is never part of the training or validation data
-    bar = read_image(images / "train_1.tif").data_bar_row
+    bar = read_sample(images / "train_1.tif").data_bar_row
     assert bar is not None and 680 <= bar <= 700
     assert data["shape"][0] == val["shape"][0] == bar  # split along the longer axis
     assert data["shape"][1] + val["shape"][1] == 1024

@@ -7,7 +7,7 @@ from safetensors import safe_open
 
 from napari_poregrain.analysis.metrics import ConfusionMatrix
 from napari_poregrain.inference.predict import predict
-from napari_poregrain.io.images import read_image, read_labels
+from napari_poregrain.io.images import read_labels, read_sample
 from napari_poregrain.model import DEFAULT_MODEL_PATH, available_models, load_checkpoint
 from napari_poregrain.synthetic import make_sample
 from napari_poregrain.training.recipe import baseline
@@ -38,11 +38,11 @@ def _iou(truth, pred, cls):
 
 def test_beats_otsu_on_pores_of_the_held_out_zeiss_image(default_model):
     folder = shared_data("zeiss-shale-pores")
-    img = read_image(folder / "images" / "train_4.tif")
+    img = read_sample(folder / "images" / "train_4.tif")
     truth = read_labels(folder / "labels" / "train_4.png")
-    pred = predict(img.data, default_model, content_rows=img.data_bar_row).labels
+    pred = predict(img.pixels, default_model, content_rows=img.data_bar_row).labels
     model_iou = _iou(truth, pred, 2)
-    otsu_iou = _iou(truth, baseline(img.data, "otsu", truth), 2)
+    otsu_iou = _iou(truth, baseline(img.pixels, "otsu", truth), 2)
     assert model_iou >= otsu_iou + 0.10, (model_iou, otsu_iou)
     assert model_iou >= 0.60, model_iou  # the target (0.651 when shipped)
     assert default_model.meta.refine  # the head that reaches it (see README, Model)
@@ -52,7 +52,7 @@ def test_beats_the_majority_class_on_held_out_duvernay_tiles(default_model):
     folder = shared_data("duvernay-grains")
     cm_model, cm_base = ConfusionMatrix(), ConfusionMatrix()
     for stem in sorted(p.stem for p in (folder / "labels").glob("*.png"))[-14:]:
-        image = read_image(folder / "images" / f"{stem}.tif").data
+        image = read_sample(folder / "images" / f"{stem}.tif").pixels
         truth = read_labels(folder / "labels" / f"{stem}.png")
         cm_model.update(truth, predict(image, default_model).labels)
         cm_base.update(truth, baseline(image, "majority"))

@@ -10,14 +10,14 @@ from PIL import Image
 
 from napari_poregrain.io.images import (
     ImageReadError,
-    SEMImage,
     apply_palette,
     detect_data_bar,
     length_to_nm,
-    read_image,
     read_labels,
+    read_sample,
     write_labels,
 )
+from napari_poregrain.sample import Sample
 from napari_poregrain.synthetic import SHIFTED, make_sample
 
 ZEISS_PIXEL_NM = {"train_1": 13.96, "train_2": 11.16, "train_3": 11.16, "train_4": 7.443}
@@ -56,27 +56,27 @@ def _with_bar(image: np.ndarray, bar_rows: int, value: int = 0, text: bool = Tru
 @pytest.mark.parametrize("stem", sorted(ZEISS_PIXEL_NM))
 def test_zeiss_tiff_grey_pixel_size_and_bar(stem, tmp_path):
     folder = shared_data("zeiss-shale-pores")
-    image = read_image(folder / "images" / f"{stem}.tif")
-    assert isinstance(image, SEMImage)
+    image = read_sample(folder / "images" / f"{stem}.tif")
+    assert isinstance(image, Sample)
     # grey palette applied: 2-D uint8 grey, not palette indices
-    assert image.data.shape == (768, 1024) and image.data.dtype == np.uint8
+    assert image.pixels.shape == (768, 1024) and image.pixels.dtype == np.uint8
     assert not image.rgb
     assert image.pixel_size_nm == pytest.approx(ZEISS_PIXEL_NM[stem])
     assert image.metadata["vendor"] == "zeiss"
     assert image.data_bar_row == ZEISS_BAR_ROW
-    assert image.content.shape == (ZEISS_BAR_ROW, 1024)
+    assert image.content().shape == (ZEISS_BAR_ROW, 1024)
     # the bar starts with a black line and is flat white below it
-    assert (image.data[ZEISS_BAR_ROW] == 0).mean() > 0.99
-    assert (image.data[ZEISS_BAR_ROW + 5] == 255).mean() > 0.99
+    assert (image.pixels[ZEISS_BAR_ROW] == 0).mean() > 0.99
+    assert (image.pixels[ZEISS_BAR_ROW + 5] == 255).mean() > 0.99
     # everything from the bar down is unlabelled in the hand-made labels
     labels = read_labels(folder / "labels" / f"{stem}.png")
-    assert labels.shape == image.data.shape
+    assert labels.shape == image.pixels.shape
     assert (labels[ZEISS_BAR_ROW:] == 255).all()
     # the heuristic survives saving as JPEG (no metadata, blurred separator line)
-    Image.fromarray(image.data).save(tmp_path / f"{stem}.jpg", quality=75)
-    jpeg = read_image(tmp_path / f"{stem}.jpg")
+    Image.fromarray(image.pixels).save(tmp_path / f"{stem}.jpg", quality=75)
+    jpeg = read_sample(tmp_path / f"{stem}.jpg")
     assert jpeg.pixel_size_nm is None and jpeg.data_bar_row == ZEISS_BAR_ROW
-    assert detect_data_bar(image.data[:ZEISS_BAR_ROW]) is None  # cropped: no bar
+    assert detect_data_bar(image.pixels[:ZEISS_BAR_ROW]) is None  # cropped: no bar
 
 
 def test_duvernay_lzw_tiles_read_without_bar():
@@ -84,9 +84,9 @@ def test_duvernay_lzw_tiles_read_without_bar():
     paths = sorted((folder / "images").glob("*.tif"))
     assert len(paths) >= 10
     for path in paths:
-        image = read_image(path)
-        assert image.data.shape == (256, 256) and image.data.dtype == np.uint8, path
-        assert image.data.std() > 5, path
+        image = read_sample(path)
+        assert image.pixels.shape == (256, 256) and image.pixels.dtype == np.uint8, path
+        assert image.pixels.std() > 5, path
         assert image.data_bar_row is None, path
         assert image.pixel_size_nm is None, path
         labels = read_labels(folder / "labels" / f"{path.stem}.png")
@@ -167,11 +167,11 @@ def test_fei_metadata_gives_pixel_size_and_bar(tmp_path, tag):
     data[200:] = 17  # no sharp black bar: only the metadata can tell
     path = tmp_path / "fei.tif"
     tifffile.imwrite(path, data, extratags=[(tag, "s", 0, _fei_ini(2.5e-9, 200), True)])
-    result = read_image(path)
+    result = read_sample(path)
     assert result.metadata["vendor"] == "fei"
     assert result.pixel_size_nm == pytest.approx(2.5)
     assert result.data_bar_row == 200
-    np.testing.assert_array_equal(result.data, data)
+    np.testing.assert_array_equal(result.pixels, data)
 
 
 def test_fei_escan_without_image_section(tmp_path):
@@ -179,7 +179,7 @@ def test_fei_escan_without_image_section(tmp_path):
     path = tmp_path / "escan.tif"
     ini = _fei_ini(4e-10, rows=None, section="EScan")
     tifffile.imwrite(path, image, extratags=[(34682, "s", 0, ini, True)])
-    result = read_image(path)
+    result = read_sample(path)
     assert result.pixel_size_nm == pytest.approx(0.4)
     assert result.data_bar_row is None
 
@@ -189,7 +189,7 @@ def test_imagej_calibration_gives_pixel_size(tmp_path):
     data = make_sample((64, 64), seed=0)[0]
     tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.02, 1 / 0.02),
                      metadata={"unit": "um"})  # fmt: skip
-    assert read_image(path).pixel_size_nm == pytest.approx(20.0)
+    assert read_sample(path).pixel_size_nm == pytest.approx(20.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,11 +200,11 @@ def test_png_jpeg_bmp_grey(tmp_path):
     data = make_sample((96, 128), seed=6)[0]
     for name in ("a.png", "a.bmp"):
         Image.fromarray(data).save(tmp_path / name)
-        result = read_image(tmp_path / name)
-        np.testing.assert_array_equal(result.data, data)
+        result = read_sample(tmp_path / name)
+        np.testing.assert_array_equal(result.pixels, data)
         assert result.pixel_size_nm is None and result.data_bar_row is None
     Image.fromarray(data).save(tmp_path / "a.jpg", quality=95)
-    jpeg = read_image(tmp_path / "a.jpg").data
+    jpeg = read_sample(tmp_path / "a.jpg").pixels
     assert jpeg.shape == data.shape and jpeg.dtype == np.uint8
     assert np.abs(jpeg.astype(int) - data).mean() < 4
 
@@ -217,9 +217,9 @@ def test_rgb_and_rgba_stay_colour(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
     for name, expected in [("rgb.png", rgb), ("rgba.png", rgba), ("rgb.tif", rgb)]:
-        result = read_image(tmp_path / name)
+        result = read_sample(tmp_path / name)
         assert result.rgb, name
-        np.testing.assert_array_equal(result.data, expected)
+        np.testing.assert_array_equal(result.pixels, expected)
 
 
 def test_sixteen_bit_float_and_stack_keep_dtype(tmp_path):
@@ -232,12 +232,12 @@ def test_sixteen_bit_float_and_stack_keep_dtype(tmp_path):
     tifffile.imwrite(tmp_path / "f32.tif", f32)
     tifffile.imwrite(tmp_path / "stack.tif", stack)
     for name, expected in [("u16.png", u16), ("u16.tif", u16), ("f32.tif", f32)]:
-        result = read_image(tmp_path / name)
-        assert result.data.dtype == expected.dtype, name
-        np.testing.assert_array_equal(result.data, expected)
-    result = read_image(tmp_path / "stack.tif")
-    assert result.data.shape == (3, 48, 64) and not result.rgb
-    np.testing.assert_array_equal(result.data, stack)
+        result = read_sample(tmp_path / name)
+        assert result.pixels.dtype == expected.dtype, name
+        np.testing.assert_array_equal(result.pixels, expected)
+    result = read_sample(tmp_path / "stack.tif")
+    assert result.pixels.shape == (3, 48, 64) and not result.rgb
+    np.testing.assert_array_equal(result.pixels, stack)
 
 
 def test_palettes(tmp_path):
@@ -248,12 +248,12 @@ def test_palettes(tmp_path):
     colour = np.stack([grey[0], grey[0][::-1], np.full(256, 1000, np.uint16)])
     tifffile.imwrite(tmp_path / "grey.tif", idx, photometric="palette", colormap=grey_inverted)
     tifffile.imwrite(tmp_path / "colour.tif", idx, photometric="palette", colormap=colour)
-    result = read_image(tmp_path / "grey.tif")
+    result = read_sample(tmp_path / "grey.tif")
     assert not result.rgb
-    np.testing.assert_array_equal(result.data, 255 - idx)
-    result = read_image(tmp_path / "colour.tif")
-    assert result.rgb and result.data.shape == (64, 64, 3)
-    np.testing.assert_array_equal(result.data[..., 1], 255 - idx)
+    np.testing.assert_array_equal(result.pixels, 255 - idx)
+    result = read_sample(tmp_path / "colour.tif")
+    assert result.rgb and result.pixels.shape == (64, 64, 3)
+    np.testing.assert_array_equal(result.pixels[..., 1], 255 - idx)
     # a grey palette with a rarely used colour entry (Zeiss logo) stays grey
     cmap = grey.copy()
     cmap[:, 18] = (0, 65535, 0)
@@ -265,9 +265,9 @@ def test_palettes(tmp_path):
     png = Image.fromarray(idx, mode="P")
     png.putpalette(np.repeat(255 - np.arange(256, dtype=np.uint8), 3).tobytes())
     png.save(tmp_path / "grey_palette.png")
-    result = read_image(tmp_path / "grey_palette.png")
+    result = read_sample(tmp_path / "grey_palette.png")
     assert not result.rgb
-    np.testing.assert_array_equal(result.data, 255 - idx)
+    np.testing.assert_array_equal(result.pixels, 255 - idx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,23 +277,23 @@ def test_palettes(tmp_path):
 def test_missing_corrupt_and_unsupported_files(tmp_path):
     missing = tmp_path / "nothing_here.tif"
     with pytest.raises(ImageReadError, match="nothing_here.tif.*does not exist"):
-        read_image(missing)
+        read_sample(missing)
     for name in ("broken.tif", "broken.png", "broken.jpg"):
         (tmp_path / name).write_bytes(b"this is not an image at all" * 10)
         with pytest.raises(ImageReadError, match=name) as info:
-            read_image(tmp_path / name)
+            read_sample(tmp_path / name)
         assert "\n" not in str(info.value) and str(info.value).endswith(".")
     truncated = tmp_path / "truncated.tif"
     tifffile.imwrite(truncated, make_sample((64, 64), seed=0)[0])
     truncated.write_bytes(truncated.read_bytes()[:100])
     with pytest.raises(ImageReadError, match="truncated.tif"):
-        read_image(truncated)
+        read_sample(truncated)
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ImageReadError, match="notes.txt.*unsupported file type"):
-        read_image(tmp_path / "notes.txt")
+        read_sample(tmp_path / "notes.txt")
     (tmp_path / "folder.tif").mkdir()
     with pytest.raises(ImageReadError, match="folder.tif.*not a file"):
-        read_image(tmp_path / "folder.tif")
+        read_sample(tmp_path / "folder.tif")
     assert issubclass(ImageReadError, ValueError)
 
 
@@ -366,4 +366,4 @@ def test_read_labels_formats_and_refusals(tmp_path):
 def test_miniswhite_tiff_becomes_ordinary_grey(tmp_path):
     data = make_sample((64, 64), seed=8)[0]
     tifffile.imwrite(tmp_path / "mw.tif", data, photometric="miniswhite")
-    np.testing.assert_array_equal(read_image(tmp_path / "mw.tif").data, 255 - data)
+    np.testing.assert_array_equal(read_sample(tmp_path / "mw.tif").pixels, 255 - data)

@@ -11,7 +11,7 @@ from napari.layers import Shapes
 
 from napari_poregrain._widgets.iou_report import FILE_CHOICE, PRED_MODEL, REF_MAP, IoUReportWidget
 from napari_poregrain.analysis.metrics import confusion_matrix
-from napari_poregrain.io.images import read_image, read_labels
+from napari_poregrain.io.images import read_labels, read_sample
 from napari_poregrain.synthetic import make_sample
 
 TRUTH = np.array(
@@ -139,7 +139,7 @@ def test_real_duvernay_tile(qtbot, make_napari_viewer, tmp_path):
     data = shared_data("duvernay-grains")
     label_path = sorted((data / "labels").glob("*.png"))[0]
     truth = read_labels(label_path)
-    image = read_image(data / "images" / f"{label_path.stem}.tif").data
+    image = read_sample(data / "images" / f"{label_path.stem}.tif").pixels
     pred = truth.copy()
     pred[::7] = 0  # a crude "prediction": every 7th row lost its grains
     viewer = make_napari_viewer()

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io.images import TIFF_SUFFIXES, SEMImage, read_image
+from .io.images import TIFF_SUFFIXES, read_sample
+from .sample import Sample
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | os.PathLike
@@ -29,13 +30,13 @@ def napari_get_reader(
 def read_sem_tiffs(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     """Read one or more SEM TIFFs as image layer data (raises ImageReadError on a bad file)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    return [layer_data(read_image(p)) for p in paths]
+    return [layer_data(read_sample(p)) for p in paths]
 
 
-def layer_data(image: SEMImage) -> LayerData:
+def layer_data(image: Sample) -> LayerData:
     """Image layer data: name = stem, scale = µm per pixel, pixel size and bar row in metadata."""
     source = image.metadata.get("source_path", "")
-    spatial = image.data.ndim - (1 if image.rgb else 0)
+    spatial = image.pixels.ndim - (1 if image.rgb else 0)
     px_um = image.pixel_size_nm / 1000.0 if image.pixel_size_nm else 1.0
     scale = [1.0] * (spatial - 2) + [px_um, px_um]
     kwargs: dict[str, Any] = {
@@ -50,4 +51,4 @@ def layer_data(image: SEMImage) -> LayerData:
     }
     if image.pixel_size_nm:
         kwargs["units"] = ["pixel"] * (spatial - 2) + ["micrometer", "micrometer"]
-    return image.data, kwargs, "image"
+    return image.pixels, kwargs, "image"

@@ -81,7 +81,7 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
 
 def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, object, object]]:
     """Yield (file, truth, prediction) arrays, one pair in memory at a time."""
-    from ..io.images import ImageReadError, read_image, read_labels
+    from ..io.images import ImageReadError, read_labels, read_sample
 
     predicting = args.pred is None
     model = None
@@ -101,10 +101,10 @@ def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, objec
             if not predicting:
                 pred = read_labels(source)
             else:
-                img = read_image(source)
-                size = img.data.shape[:2] if img.rgb else img.data.shape[-2:]
-                if img.data.ndim != (3 if img.rgb else 2):
-                    raise CliError(f"{source}: expected a 2-D image, got shape {img.data.shape}")
+                img = read_sample(source)
+                size = img.pixels.shape[:2] if img.rgb else img.pixels.shape[-2:]
+                if img.pixels.ndim != (3 if img.rgb else 2):
+                    raise CliError(f"{source}: expected a 2-D image, got shape {img.pixels.shape}")
                 if tuple(size) != truth.shape:
                     raise CliError(
                         f"{source}: image is {size[0]}x{size[1]} but its reference "
@@ -112,7 +112,7 @@ def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, objec
                     )
                 with TileBar(source.name) as bar:
                     pred = predict(
-                        img.data, model, tile=args.tile, overlap=args.overlap,
+                        img.pixels, model, tile=args.tile, overlap=args.overlap,
                         batch_size=args.batch, device=args.device,
                         content_rows=img.data_bar_row, progress=bar.update_to, **extra,
                     ).labels  # fmt: skip

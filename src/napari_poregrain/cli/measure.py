@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.images import ImageReadError, read_image, read_labels
+    from ..io.images import ImageReadError, read_labels, read_sample
 
     if args.min_size < 1:
         raise CliError(f"--min-size must be at least 1 pixel, not {args.min_size}")
@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--image {args.image} goes with one LABELS file, not {len(args.labels)}"
             )
         try:
-            img = read_image(args.image)
+            img = read_sample(args.image)
         except ImageReadError as exc:
             raise CliError(str(exc)) from None
         bar = img.data_bar_row
-        image_shape = img.data.shape[:2] if img.rgb else img.data.shape[-2:]
+        image_shape = img.pixels.shape[:2] if img.rgb else img.pixels.shape[-2:]
         if pixel_nm is None:
             pixel_nm = img.pixel_size_nm
             if pixel_nm is None:

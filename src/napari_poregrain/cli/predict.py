@@ -51,16 +51,16 @@ def load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.images import ImageReadError, read_image, write_labels
+    from ..io.images import ImageReadError, read_sample, write_labels
 
     model = load_model(args)
     failures = 0
     for path in args.images:
         try:
-            img = read_image(path)
+            img = read_sample(path)
             with TileBar(path.name) as bar:
                 result = predict(
-                    img.data,
+                    img.pixels,
                     model,
                     tile=args.tile,
                     overlap=args.overlap,

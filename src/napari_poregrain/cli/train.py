@@ -148,14 +148,14 @@ def _seed_split(data_dir: Path, split: str, required: bool) -> list[tuple[Path, 
 
 def read_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """An image (rows above its data bar) and its label map, checked to match."""
-    from ..io.images import ImageReadError, read_image, read_labels
+    from ..io.images import ImageReadError, read_labels, read_sample
 
     try:
-        img = read_image(image_path)
+        img = read_sample(image_path)
         labels = read_labels(label_path)
     except ImageReadError as exc:
         raise CliError(str(exc)) from None
-    data = img.data
+    data = img.pixels
     if data.ndim != (3 if img.rgb else 2):
         raise CliError(f"{image_path}: expected a 2-D image, got shape {data.shape}")
     if data.shape[:2] != labels.shape:
@@ -164,7 +164,7 @@ def read_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarra
             f"{image_path.name} is {data.shape[0]}x{data.shape[1]}"
         )
     if img.data_bar_row is not None:  # the data bar is never trained on
-        data, labels = img.content, labels[: img.data_bar_row]
+        data, labels = img.content(), labels[: img.data_bar_row]
     return data, labels
 
 

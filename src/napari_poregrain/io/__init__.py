@@ -7,8 +7,8 @@ from .images import (
     ImageReadError,
     detect_data_bar,
     length_to_nm,
-    read_image,
     read_labels,
+    read_sample,
     write_labels,
 )
 
@@ -19,7 +19,7 @@ __all__ = [
     "ImageReadError",
     "detect_data_bar",
     "length_to_nm",
-    "read_image",
+    "read_sample",
     "read_labels",
     "write_labels",
 ]

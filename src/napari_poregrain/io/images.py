@@ -10,12 +10,12 @@ import io
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..sample import Sample
 from .atomic import atomic_write_bytes
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -49,43 +49,15 @@ class ImageReadError(ValueError):
     """An image or label file cannot be read; the message is one sentence naming the file."""
 
 
-@dataclass(frozen=True)
-class SEMImage:
-    """Pixels of an SEM image plus what the file says about them.
-
-    ``data``: uint8/uint16/float pixels as stored; (Y, X) grey, (Y, X, 3|4) colour or (Z, Y, X).
-    ``pixel_size_nm``: physical pixel size, None when the file does not say.
-    ``data_bar_row``: first row of the burned-in data bar (segment only the rows above), or None.
-    ``metadata``: ``source_path``, ``vendor`` ("zeiss", "fei", "imagej" or None), ``rgb`` and the
-    vendor's raw metadata (``sem_metadata`` / ``fei_metadata``) when present.
-    """
-
-    data: np.ndarray
-    pixel_size_nm: float | None = None
-    data_bar_row: int | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rgb(self) -> bool:
-        """True when the last axis holds colour channels."""
-        return bool(self.metadata.get("rgb", False))
-
-    @property
-    def content(self) -> np.ndarray:
-        """The pixels above the data bar (all pixels when there is none)."""
-        if self.data_bar_row is None:
-            return self.data
-        if self.rgb:
-            return self.data[: self.data_bar_row]
-        return self.data[..., : self.data_bar_row, :]
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading images
 
 
-def read_image(path: str | os.PathLike) -> SEMImage:
-    """Read a .tif/.tiff/.png/.jpg/.jpeg/.bmp SEM image; raise ImageReadError on any problem."""
+def read_sample(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> Sample:
+    """Read a .tif/.tiff/.png/.jpg/.jpeg/.bmp SEM image (and optionally its label map) as a Sample.
+
+    Raises ImageReadError (one sentence naming the file) on any problem.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -103,8 +75,16 @@ def read_image(path: str | os.PathLike) -> SEMImage:
         raise
     except Exception as exc:  # tifffile/Pillow raise many types for corrupt files
         raise ImageReadError(f"Cannot read {path}: {_reason(exc)}.") from exc
-    if image.data.size == 0:
+    if image.pixels.size == 0:
         raise ImageReadError(f"Cannot read {path}: the image is empty.")
+    if labels is not None:
+        truth = read_labels(labels)
+        if truth.shape != image.shape:
+            raise ImageReadError(
+                f"{labels}: label map of size {truth.shape} does not match image {path} "
+                f"of size {image.shape}."
+            )
+        image = image.with_labels(truth)
     return image
 
 
@@ -124,7 +104,7 @@ def _reason(exc: Exception) -> str:
     return f"not a valid image file ({text})"
 
 
-def _read_tiff(path: Path) -> SEMImage:
+def _read_tiff(path: Path) -> Sample:
     import tifffile
 
     with tifffile.TiffFile(path) as tf:
@@ -165,10 +145,10 @@ def _read_tiff(path: Path) -> SEMImage:
                 metadata["vendor"] = "imagej"
 
     bar = detect_data_bar(data, scan_rows=scan_rows, rgb=rgb)
-    return SEMImage(data, pixel_size_nm, bar, metadata)
+    return Sample(data, None, pixel_size_nm, bar, name=path.stem, rgb=rgb, metadata=metadata)
 
 
-def _read_pil(path: Path) -> SEMImage:
+def _read_pil(path: Path) -> Sample:
     from PIL import Image
 
     with Image.open(path) as img:
@@ -191,7 +171,8 @@ def _read_pil(path: Path) -> SEMImage:
         data, rgb = np.ascontiguousarray(data[..., 0]), False
     data = np.array(data)  # writable, detached from Pillow
     metadata: dict[str, Any] = {"source_path": str(path), "vendor": None, "rgb": rgb}
-    return SEMImage(data, None, detect_data_bar(data, rgb=rgb), metadata)
+    bar = detect_data_bar(data, rgb=rgb)
+    return Sample(data, None, None, bar, name=path.stem, rgb=rgb, metadata=metadata)
 
 
 def apply_palette(indices: np.ndarray, colormap: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -103,7 +103,7 @@ def unlabelled_pores(image: np.ndarray) -> np.ndarray:
 
 def load_split(recipe: Recipe) -> Split:
     """Read every source and split it into training and validation pairs."""
-    from ..io.images import read_image, read_labels
+    from ..io.images import read_labels, read_sample
 
     split = Split({}, {})
     for src in recipe.sources:
@@ -119,8 +119,8 @@ def load_split(recipe: Recipe) -> Split:
             if src.val_last:
                 held |= {p.stem for p in images[-src.val_last :]}
             for p in images:
-                img = read_image(p)
-                image = img.data if img.data.ndim == 2 else img.data[..., :3].mean(-1)
+                img = read_sample(p)
+                image = img.pixels if img.pixels.ndim == 2 else img.pixels[..., :3].mean(-1)
                 lab = read_labels(labels[p.stem])
                 if lab.shape != image.shape[:2]:
                     raise ValueError(

@@ -38,7 +38,7 @@ from napari_poregrain.classes import CLASS_NAMES
 from napari_poregrain.inference.predict import predict, resolve_device
 from napari_poregrain.model import DEFAULT_MODEL_PATH, LoadedModel, load_checkpoint
 from napari_poregrain.synthetic import SHIFTED, make_sample
-from napari_poregrain.training.trainer import TrainConfig, train
+from napari_poregrain.training import TrainConfig, train
 
 CORRECTED_SEED, HELD_OUT_SEED = 301, 302
 COLUMNS = [

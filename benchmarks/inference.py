@@ -25,12 +25,10 @@ Timings on a shared machine are noisy: runs are interleaved round-robin and the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -50,23 +48,23 @@ from _common import (
     table,
     write_results,
 )
-from torch import nn
+from _cpu_study import STUDY, cpu_study, onnxruntime_status
+from _cpu_study import fold_batchnorm as fold_batchnorm  # re-exported: tests fold through here
 
-from napari_poregrain.inference.predict import (
-    DEFAULT_OVERLAP,
+from napari_poregrain.inference.device import (
     PRECISIONS,
+    autocast,
     default_tile,
-    predict,
     resolve_device,
     resolve_precision,
 )
-from napari_poregrain.inference.tiling import layout, overlap_pixels
+from napari_poregrain.inference.predict import predict
+from napari_poregrain.inference.tiling import DEFAULT_OVERLAP, layout, overlap_pixels
 from napari_poregrain.model import LoadedModel
 from napari_poregrain.preprocess import intensity_range, normalize, to_grey
 
 SECTIONS = ("throughput", "ratio", "study", "cuda")
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
-NOT_INSTALLED = "not tried: not installed"
 
 # option: (full run, --quick)
 SIZES = {
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             study[label] = rows
         results["cpu_study"] = study
-        results["onnxruntime"] = _onnxruntime_status()
+        results["onnxruntime"] = onnxruntime_status()
     if "cuda" in args.sections:
         if torch.cuda.is_available():
             cuda_rows = []
@@ -322,7 +320,7 @@ def untiled_labels(
     t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device)
     if device.type != "mps":
         t = t.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype):
         logits = net(t)
     return logits[0, :, :h, :w].argmax(0).to(torch.uint8).cpu().numpy()
 
@@ -361,191 +359,6 @@ def tiling_ratio(models, image, device, precision, repeat) -> list[dict]:
             }
         )
     return rows
-
-
-# --------------------------------------------------------------------------- (3) CPU study
-
-STUDY = [
-    ("variant", "variant"),
-    ("threads", "threads"),
-    ("seconds", "s"),
-    ("mp_per_s", "MP/s"),
-    ("speedup", "speed-up"),
-    ("agreement", "agreement"),
-]
-
-
-def fold_batchnorm(net: nn.Module) -> nn.Module:
-    """Fold each BatchNorm2d registered right after a Conv2d in the same parent into the conv.
-
-    Eval-mode only. In smp's ResNet encoders and the DeepLabV3+ ASPP/decoder blocks this
-    registration order is also the data flow; the study checks the result against fp32.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net = net.eval()
-    for parent in list(net.modules()):
-        names = list(parent._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = parent._modules[a], parent._modules[b]
-            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d:
-                parent._modules[a] = fuse_conv_bn_eval(conv, bn)
-                parent._modules[b] = nn.Identity()
-    return net
-
-
-def _study_input(model: LoadedModel, tile: int, batch: int) -> torch.Tensor:
-    """``batch`` normalised crops of a synthetic SEM image, (B, 1, tile, tile) NCHW."""
-    img = synthetic_image(tile, tile * batch, seed=1)
-    norm = model.meta.normalization
-    x = torch.from_numpy(normalize(to_grey(img), *intensity_range(img, norm), norm))
-    return torch.stack([x[:, i * tile : (i + 1) * tile] for i in range(batch)])[:, None]
-
-
-def cpu_study(
-    model: LoadedModel,
-    *,
-    tile: int,
-    batch: int,
-    repeat: int,
-    threads: list[int],
-    compile_mode: str | None = None,
-) -> list[dict]:
-    """Each CPU inference path's speed-up and argmax agreement against plain fp32."""
-    cpu = torch.device("cpu")
-    base_threads = torch.get_num_threads()
-    net = copy.deepcopy(model.net).to(cpu).eval()
-    x = _study_input(model, tile, batch).contiguous()
-    cl = torch.channels_last
-    x_cl = x.contiguous(memory_format=cl)
-    net_cl = copy.deepcopy(net).to(memory_format=cl)
-    folded = fold_batchnorm(copy.deepcopy(net)).to(memory_format=cl)
-    bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    predict_dtype = resolve_precision("auto", cpu)
-
-    def run(m, inp, grad="inference", dtype=torch.float32, n_threads=None, mkldnn=True):
-        def fn():
-            ctx = torch.inference_mode() if grad == "inference" else torch.no_grad()
-            with contextlib.ExitStack() as stack:
-                if n_threads is not None:
-                    torch.set_num_threads(n_threads)
-                    stack.callback(torch.set_num_threads, base_threads)
-                stack.enter_context(ctx)
-                stack.enter_context(_autocast(cpu, dtype))
-                if not mkldnn:
-                    stack.enter_context(warnings.catch_warnings())
-                    warnings.simplefilter("ignore")  # a TF32 notice about Intel GPUs
-                    stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
-                return m(inp).float()
-
-        return fn
-
-    plain = "fp32, no_grad, NCHW (plain)"
-    variants: dict[str, tuple] = {
-        plain: (run(net, x, "no_grad"), base_threads, 1),
-        "+ inference_mode": (run(net, x), base_threads, 1),
-        "+ channels_last": (run(net_cl, x_cl), base_threads, 1),
-        "+ channels_last + conv-BN folded": (run(folded, x_cl), base_threads, 1),
-    }
-    if bf16:
-        variants["+ channels_last + bf16 autocast"] = (
-            run(net_cl, x_cl, dtype=torch.bfloat16),
-            base_threads,
-            1,
-        )
-        variants["+ channels_last + bf16 + conv-BN folded"] = (
-            run(folded, x_cl, dtype=torch.bfloat16),
-            base_threads,
-            1,
-        )
-    variants["fp32 NCHW with oneDNN off (native conv)"] = (
-        run(net, x, mkldnn=False),
-        base_threads,
-        1,
-    )
-    scripted = _torchscript(net_cl, x_cl)
-    if callable(scripted):
-        variants["TorchScript freeze + optimize_for_inference, fp32"] = (
-            run(scripted, x_cl),
-            base_threads,
-            2,
-        )
-    if compile_mode is not None:
-        compiled = torch.compile(copy.deepcopy(net_cl), mode=compile_mode)
-        variants[f"torch.compile({compile_mode}) channels_last fp32"] = (
-            run(compiled, x_cl),
-            base_threads,
-            2,
-        )
-        if bf16:
-            variants[f"torch.compile({compile_mode}) channels_last bf16"] = (
-                run(compiled, x_cl, dtype=torch.bfloat16),
-                base_threads,
-                2,
-            )
-    path_name = "predict() path: channels_last" + (
-        " + bf16" if predict_dtype == torch.bfloat16 else " fp32"
-    )
-    for t in threads:
-        if t == base_threads:
-            continue
-        variants[f"plain fp32 @ {t} thread(s)"] = (run(net, x, "no_grad", n_threads=t), t, 1)
-        variants[f"{path_name} @ {t} thread(s)"] = (
-            run(net_cl, x_cl, dtype=predict_dtype, n_threads=t),
-            t,
-            1,
-        )
-
-    outputs, failed = {}, {}
-    for name, (fn, _, warm) in list(variants.items()):
-        try:
-            for _ in range(warm):
-                outputs[name] = fn().argmax(1)
-        except Exception as exc:  # noqa: BLE001 - a path that fails is a result too
-            failed[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-            del variants[name]
-    times = interleaved({k: v[0] for k, v in variants.items()}, repeat)
-    base = min(times[plain])
-    mp = megapixels(batch, tile, tile)
-    rows = []
-    for name, ts in times.items():
-        best = min(ts)
-        rows.append(
-            {
-                "variant": name,
-                "threads": variants[name][1],
-                "seconds": best,
-                "all_seconds": ts,
-                "mp_per_s": mp / best,
-                "speedup": base / best,
-                "agreement": float((outputs[name] == outputs[plain]).float().mean()),
-            }
-        )
-    if not isinstance(scripted, nn.Module) and scripted is not None:
-        failed.setdefault("TorchScript freeze + optimize_for_inference, fp32", scripted)
-    for name, why in failed.items():
-        rows.append({"variant": name, "note": why})
-    rows.append({"variant": "ONNX Runtime", "note": _onnxruntime_status()})
-    return rows
-
-
-def _torchscript(net: nn.Module, x: torch.Tensor):
-    """A frozen, inference-optimised TorchScript trace of ``net``, or why it failed."""
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(copy.deepcopy(net), x)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-    except Exception as exc:  # noqa: BLE001
-        return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-
-
-def _onnxruntime_status() -> str:
-    import importlib.util
-
-    if importlib.util.find_spec("onnxruntime") is None:
-        return NOT_INSTALLED
-    return "installed but not benchmarked here"
 
 
 # --------------------------------------------------------------------------- (5) CUDA
@@ -609,7 +422,7 @@ def accelerator_figures(
             try:
                 x = torch.randn(b, 1, tile, tile, device=device, dtype=input_dtype)
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), _autocast(device, autocast_dtype or torch.float32):
+                with torch.inference_mode(), autocast(device, autocast_dtype or torch.float32):
                     for _ in range(3 if "compile" in case else 2):
                         net(x)
                     sync(device)
@@ -654,12 +467,6 @@ def accelerator_figures(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _warm_up(model: LoadedModel, device: torch.device, precision: str) -> None:

@@ -31,7 +31,8 @@ from _common import (
     write_results,
 )
 
-from napari_poregrain.inference.predict import DEFAULT_OVERLAP, default_tile, resolve_device
+from napari_poregrain.inference.device import default_tile, resolve_device
+from napari_poregrain.inference.tiling import DEFAULT_OVERLAP
 
 MB = 2**20
 ALLOWANCE = int(1.5 * 2**30)
@@ -74,7 +75,8 @@ def child(size: int, args: argparse.Namespace) -> dict:
     import numpy as np
     from _common import fill_with_patch, load_model
 
-    from napari_poregrain.inference.predict import predict, resolve_device, resolve_precision
+    from napari_poregrain.inference.device import resolve_precision
+    from napari_poregrain.inference.predict import predict
     from napari_poregrain.synthetic import make_sample
 
     model, _ = load_model(args.model)

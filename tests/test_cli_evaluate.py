@@ -151,6 +151,16 @@ def test_seed_layout(capsys, tmp_path, tiny_checkpoint):
     assert rc == 2 and "train.txt" in err
 
 
+def _score_on_cpu(capsys, images, truth, checkpoint) -> dict:
+    """``evaluate --images --truth --json`` with the model on the CPU; its JSON, checked rc 0."""
+    rc, out, err = _run(
+        capsys, "--images", images, "--truth", truth, "--model", checkpoint,
+        "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    return json.loads(out)
+
+
 def test_real_zeiss_tiff_against_png_labels(capsys, tmp_path, tiny_checkpoint):
     src = shared_data("zeiss-shale-pores")
     images, truth = tmp_path / "images", tmp_path / "truth"
@@ -158,12 +168,45 @@ def test_real_zeiss_tiff_against_png_labels(capsys, tmp_path, tiny_checkpoint):
     truth.mkdir()
     shutil.copy(src / "images" / "train_1.tif", images)
     shutil.copy(src / "labels" / "train_1.png", truth)
-    rc, out, err = _run(
-        capsys, "--images", images, "--truth", truth, "--model", tiny_checkpoint,
-        "--device", "cpu", "--json",
-    )  # fmt: skip
-    assert rc == 0, err
-    d = json.loads(out)
+    d = _score_on_cpu(capsys, images, truth, tiny_checkpoint)
     labels = read_labels(truth / "train_1.png")
     assert np.asarray(d["confusion_matrix"]).sum() == np.count_nonzero(labels <= 2)
     assert d["confusion_matrix"][1] == [0, 0, 0]  # this set labels no grains
+
+
+def test_pairs_by_stem_name_the_file_without_partner(tmp_path):
+    from napari_poregrain.cli import CliError
+    from napari_poregrain.cli._files import files_by_stem, first_file, pair_by_stem
+
+    for folder, names in (("img", ("a.tif", "b.png")), ("lab", ("a.png", "b.png", "c.png"))):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"")
+    images = files_by_stem(tmp_path / "img", (".tif", ".png"), "image")
+    labels = files_by_stem(tmp_path / "lab", (".png",), "label")
+    with pytest.raises(CliError, match=r"c\.png: no image file named c\.\* in .*img"):
+        pair_by_stem(images, labels, "image", "label")
+    (tmp_path / "lab" / "c.png").unlink()
+    labels = files_by_stem(tmp_path / "lab", (".png",), "label")
+    pairs = pair_by_stem(images, labels, "image", "label")
+    assert [(s, a.name, b.name) for s, a, b in pairs] == [
+        ("a", "a.tif", "a.png"),
+        ("b", "b.png", "b.png"),
+    ]
+    assert first_file([tmp_path / "nope.png", tmp_path / "img", *images.values()]) == images["a"]
+
+
+def test_the_data_bar_is_not_scored(capsys, tmp_path, tiny_checkpoint):
+    from napari_poregrain.io.images import read_sample
+
+    src = shared_data("zeiss-shale-pores")
+    images, truth = tmp_path / "images", tmp_path / "truth"
+    images.mkdir()
+    shutil.copy(src / "images" / "train_1.tif", images)
+    labels = read_labels(src / "labels" / "train_1.png")
+    bar = read_sample(images / "train_1.tif").data_bar_row
+    labels[bar:] = 1  # grain in the bar: the prediction there is 0, but it must not count
+    write_labels(truth / "train_1.png", labels)
+    d = _score_on_cpu(capsys, images, truth, tiny_checkpoint)
+    assert d["confusion_matrix"][1] == [0, 0, 0]
+    assert np.asarray(d["confusion_matrix"]).sum() == np.count_nonzero(labels[:bar] <= 2)

@@ -141,4 +141,5 @@ def test_pixel_size_and_data_bar_from_zeiss_tiff(tmp_path):
     assert s["pore_fraction"] == pytest.approx(
         np.count_nonzero(above == PORE) / np.count_nonzero(above != IGNORE)
     )
-    assert s["excluded_pixels"]["data_bar"] == (labels.shape[0] - image.data_bar_row) * 1024
+    bar_rows = labels.shape[0] - image.data_bar_row
+    assert s["excluded_pixels"]["data_bar"] == bar_rows * labels.shape[1]

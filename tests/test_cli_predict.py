@@ -94,5 +94,25 @@ def test_data_bar_of_the_real_zeiss_image_gets_class_zero(tiny_checkpoint, tmp_p
         == 0
     )
     labels = np.asarray(Image.open(out / "train_1.png"))
-    assert labels.shape == (768, 1024)
+    assert labels.shape == tifffile.imread(path).shape and labels.shape[0] == 768
     assert (labels[700:] == 0).all()
+
+
+def test_predict_uses_the_files_sample_and_the_chosen_precision(tiny_checkpoint, tmp_path):
+    from napari_poregrain.inference.predict import predict
+    from napari_poregrain.io.images import read_sample
+    from napari_poregrain.model import load_checkpoint
+
+    image, _ = make_sample((100, 90), seed=3)
+    image[88:] = 243  # a flat data bar with a sharp edge: detected by read_sample
+    image[87] = 0
+    tifffile.imwrite(tmp_path / "bar.tif", image)
+    sample = read_sample(tmp_path / "bar.tif")
+    assert sample.data_bar_row is not None
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "bar.tif"), "--out", str(out), "--tile", "64"]
+    assert main([*args, "--model", str(tiny_checkpoint), "--precision", "fp32"]) == 0
+    expected = predict(sample, load_checkpoint(tiny_checkpoint), tile=64, precision="fp32")
+    got = np.asarray(Image.open(out / "bar.png"))
+    np.testing.assert_array_equal(got, expected.labels)
+    assert (got[sample.data_bar_row :] == 0).all()

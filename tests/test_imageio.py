@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from conftest import shared_data
+from conftest import is_crop, shared_data
 from PIL import Image
 
 from napari_poregrain.io.images import (
@@ -59,12 +59,14 @@ def test_zeiss_tiff_grey_pixel_size_and_bar(stem, tmp_path):
     image = read_sample(folder / "images" / f"{stem}.tif")
     assert isinstance(image, Sample)
     # grey palette applied: 2-D uint8 grey, not palette indices
-    assert image.pixels.shape == (768, 1024) and image.pixels.dtype == np.uint8
+    assert image.pixels.dtype == np.uint8
+    shape = image.pixels.shape
+    assert shape == (768, 1024) or (is_crop(folder) and shape[0] == 768), shape
     assert not image.rgb
     assert image.pixel_size_nm == pytest.approx(ZEISS_PIXEL_NM[stem])
     assert image.metadata["vendor"] == "zeiss"
     assert image.data_bar_row == ZEISS_BAR_ROW
-    assert image.content().shape == (ZEISS_BAR_ROW, 1024)
+    assert image.content().shape == (ZEISS_BAR_ROW, shape[1])
     # the bar starts with a black line and is flat white below it
     assert (image.pixels[ZEISS_BAR_ROW] == 0).mean() > 0.99
     assert (image.pixels[ZEISS_BAR_ROW + 5] == 255).mean() > 0.99
@@ -82,7 +84,7 @@ def test_zeiss_tiff_grey_pixel_size_and_bar(stem, tmp_path):
 def test_duvernay_lzw_tiles_read_without_bar():
     folder = shared_data("duvernay-grains")
     paths = sorted((folder / "images").glob("*.tif"))
-    assert len(paths) >= 10
+    assert len(paths) >= (2 if is_crop(folder) else 10)
     for path in paths:
         image = read_sample(path)
         assert image.pixels.shape == (256, 256) and image.pixels.dtype == np.uint8, path

@@ -11,16 +11,21 @@ import pytest
 from conftest import shared_data
 from skimage.draw import disk
 
-from napari_poregrain.analysis.measure import (
-    choose_unit,
+from napari_poregrain.analysis.export import (
     export_measurement,
     export_paths,
-    flat_summary,
+    first_existing,
     free_base,
+    objects_csv,
+)
+from napari_poregrain.analysis.measure import (
+    analysed_region,
+    class_map_sample,
     low_confidence_fraction,
     measure,
-    objects_csv,
-    parse_pixel_size,
+)
+from napari_poregrain.analysis.summary import (
+    flat_summary,
     size_colours,
     size_histogram,
     summary_rows,
@@ -28,6 +33,8 @@ from napari_poregrain.analysis.measure import (
 )
 from napari_poregrain.callbacks import Cancelled
 from napari_poregrain.classes import GRAIN, IGNORE, PORE
+
+sample = class_map_sample  # a class map (with pixel size, bar, region, name) as a Sample
 
 R = 12  # disc radius in pixels
 RECT = (slice(10, 30), slice(100, 160))  # 20 rows x 60 columns
@@ -49,7 +56,7 @@ def by_label_area(table):
 
 def test_disc_and_rectangle_in_pixels():
     cm = scene()
-    m = measure(cm)
+    m = measure(sample(cm))
     assert m.unit == "px" and m.summary["unit_note"].startswith("no pixel size known")
     pores, grains = m.objects["pores"], m.objects["grains"]
     disc_area = int(np.count_nonzero(cm == PORE)) - 24
@@ -80,9 +87,9 @@ def test_disc_and_rectangle_in_pixels():
 
 def test_physical_units_scale_lengths_and_areas():
     cm = scene()
-    px = measure(cm)
-    nm = measure(cm, 13.96)
-    um = measure(cm, 250.0)
+    px = measure(sample(cm))
+    nm = measure(sample(cm, 13.96))
+    um = measure(sample(cm, 250.0))
     assert (nm.unit, um.unit) == ("nm", "µm")
     for name in ("pores", "grains"):
         a, b, c = px.objects[name], nm.objects[name], um.objects[name]
@@ -94,7 +101,7 @@ def test_physical_units_scale_lengths_and_areas():
     assert nm.summary["pore_fraction"] == px.summary["pore_fraction"]
     assert um.summary["grains"]["d50_um"] == pytest.approx(px.summary["grains"]["d50_px"] * 0.25)
     assert nm.summary["analysed_area_nm2"] == pytest.approx(cm.size * 13.96**2)
-    forced = measure(cm, 250.0, unit="nm")
+    forced = measure(sample(cm, 250.0), unit="nm")
     assert forced.unit == "nm" and forced.objects["grains"]["area"][0] == pytest.approx(
         1200 * 250**2
     )
@@ -117,7 +124,7 @@ def elongated(kind: str) -> np.ndarray:
     ("kind", "expected"), [("vertical", 90.0), ("up-right", 45.0), ("down-right", -45.0)]
 )
 def test_orientation_from_horizontal(kind, expected):
-    m = measure(elongated(kind))
+    m = measure(sample(elongated(kind)))
     assert m.objects["grains"]["orientation_deg"][0] == pytest.approx(expected, abs=1.0)
 
 
@@ -127,7 +134,7 @@ def test_ignore_data_bar_and_region_are_excluded():
     cm[100:] = PORE  # below the data bar: must not count
     valid = np.ones(cm.shape, bool)
     valid[:, 180:] = False
-    m = measure(cm, data_bar_row=100, valid=valid)
+    m = measure(sample(cm, data_bar_row=100, valid=valid))
     region = 100 * 125
     assert m.region_pixels == region
     assert m.excluded_pixels == {
@@ -148,7 +155,7 @@ def test_edge_objects_are_flagged():
     cm[30:35, 41:45] = IGNORE  # next to the second pore, but not touching
     cm[45:50, 10:15] = PORE
     cm[50:52, 10:15] = IGNORE  # touching the third pore: it may be cut
-    t = measure(cm).objects["pores"]
+    t = measure(sample(cm)).objects["pores"]
     edge = dict(zip(t["centroid_row_px"].round().astype(int).tolist(), t["touches_edge"]))
     assert edge == {2: True, 32: False, 47: True}
 
@@ -158,18 +165,18 @@ def test_min_size_drops_objects_not_pixels():
     cm[5, 5] = PORE
     cm[10:12, 10:12] = PORE
     cm[20:25, 20:25] = PORE
-    assert measure(cm, min_size=1).summary["pores"]["count"] == 3
-    m = measure(cm, min_size=5, keep_labels=True)
+    assert measure(sample(cm), min_size=1).summary["pores"]["count"] == 3
+    m = measure(sample(cm), min_size=5, keep_labels=True)
     assert m.objects["pores"]["area"].tolist() == [25]
     assert m.summary["pore_fraction"] == pytest.approx(30 / 1600)
     ids = m.object_labels["pores"]
     assert np.count_nonzero(ids) == 25 and set(np.unique(ids)) == {0, *m.objects["pores"]["label"]}
-    one = measure(cm, min_size=1).objects["pores"]
+    one = measure(sample(cm), min_size=1).objects["pores"]
     assert one["aspect_ratio"][one["area"] == 1][0] == 1.0
 
 
 def test_empty_map_gives_zero_counts():
-    m = measure(np.zeros((64, 64), np.uint8), 10.0)
+    m = measure(sample(np.zeros((64, 64), np.uint8), 10.0))
     s = m.summary
     assert s["pores"]["count"] == 0 and s["grains"]["count"] == 0
     assert s["pore_fraction"] == 0.0 and s["pores"]["d50_nm"] is None
@@ -177,7 +184,7 @@ def test_empty_map_gives_zero_counts():
     assert summary_rows(m)
     edges, counts, area = size_histogram(m.objects["pores"]["equivalent_diameter"])
     assert edges.size == counts.size == area.size == 0
-    nothing = measure(np.full((8, 8), IGNORE, np.uint8))
+    nothing = measure(sample(np.full((8, 8), IGNORE, np.uint8)))
     assert nothing.region_pixels == 0 and nothing.summary["pore_fraction"] is None
     assert flat_summary(nothing.summary)["pores_count"] == 0
 
@@ -192,38 +199,24 @@ def test_low_confidence_fraction():
     assert low_confidence_fraction(conf, 0.5, region) == pytest.approx(0.6)
     cm = np.zeros((10, 10), np.uint8)
     cm[:, 5:] = IGNORE
-    m = measure(cm, confidence=conf, confidence_threshold=0.5)
+    m = measure(sample(cm), confidence=conf, confidence_threshold=0.5)
     assert m.low_confidence == {"threshold": 0.5, "fraction": pytest.approx(0.6)}
     with pytest.raises(ValueError, match="threshold"):
         low_confidence_fraction(conf, 1.5)
 
 
-def test_units_and_pixel_size_parsing():
-    assert parse_pixel_size("13.96nm") == pytest.approx(13.96)
-    assert parse_pixel_size(" 0.01396 um") == pytest.approx(13.96)
-    assert parse_pixel_size("0.01396µm") == pytest.approx(13.96)
-    assert parse_pixel_size("1.5e-2 μm") == pytest.approx(15.0)
-    for bad in ("13.96", "nm", "-3nm", "3 parsecs"):
-        with pytest.raises(ValueError, match="pixel size"):
-            parse_pixel_size(bad)
-    assert choose_unit(None) == "px" and choose_unit(13.96) == "nm"
-    assert choose_unit(150.0) == "µm" and choose_unit(13.96, "um") == "µm"
-    with pytest.raises(ValueError, match="pixel size"):
-        choose_unit(None, "nm")
-
-
 def test_bad_maps_are_refused():
     with pytest.raises(ValueError, match="outside 0, 1, 2 and 255"):
-        measure(np.full((4, 4), 7, np.uint8))
+        measure(sample(np.full((4, 4), 7, np.uint8)))
     with pytest.raises(ValueError, match="2-D"):
-        measure(np.zeros((2, 4, 4), np.uint8))
+        measure(sample(np.zeros((2, 4, 4), np.uint8)))
     with pytest.raises(ValueError, match="region mask"):
-        measure(np.zeros((4, 4), np.uint8), valid=np.ones((3, 3), bool))
+        analysed_region(np.zeros((4, 4), np.uint8), valid=np.ones((3, 3), bool))
 
 
 def test_cancel():
     with pytest.raises(Cancelled):
-        measure(scene(), should_stop=lambda: True)
+        measure(sample(scene()), should_stop=lambda: True)
 
 
 def test_statistics_helpers():
@@ -238,7 +231,7 @@ def test_statistics_helpers():
 
 
 def test_export_files(tmp_path):
-    m = measure(scene(), 13.96, source="scene")
+    m = measure(sample(scene(), 13.96, name="scene"))
     paths = export_measurement(m, tmp_path / "scene")
     assert paths == list(export_paths(tmp_path / "scene"))
     with open(paths[0], newline="", encoding="utf-8") as f:
@@ -259,10 +252,66 @@ def test_real_zeiss_labels_fractions():
     from napari_poregrain.io.images import read_labels
 
     labels = read_labels(shared_data("zeiss-shale-pores") / "labels" / "train_1.png")
-    m = measure(labels, 13.96, data_bar_row=688)
+    m = measure(sample(labels, 13.96, data_bar_row=688))
     above = labels[:688]
     labelled = np.count_nonzero(above != IGNORE)
     assert m.region_pixels == labelled
     assert m.summary["pore_fraction"] == pytest.approx(np.count_nonzero(above == PORE) / labelled)
     assert m.summary["pores"]["count"] > 10
     assert m.objects["pores"]["area"].sum() <= np.count_nonzero(above == PORE) * 13.96**2
+
+
+def test_a_region_mask_of_another_shape_is_refused_by_the_sample():
+    with pytest.raises(ValueError, match="valid"):
+        sample(np.zeros((4, 4), np.uint8), valid=np.ones((3, 3), bool))
+
+
+def test_a_sample_without_labels_is_refused():
+    from napari_poregrain.sample import Sample
+
+    with pytest.raises(ValueError, match="no class map"):
+        measure(Sample(np.zeros((8, 8), np.uint8), name="img"))
+
+
+def test_progress_counts_each_class_and_the_summary():
+    calls = []
+    measure(sample(scene()), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_sample_decides_bar_region_scale_and_source():
+    cm = scene()
+    valid = np.ones(cm.shape, bool)
+    valid[:, 180:] = False
+    from_sample = measure(sample(cm, 13.96, data_bar_row=100, valid=valid, name="s.png"))
+    cut = cm[:100, :180]  # the same pixels, cut by hand
+    by_hand = measure(sample(cut, 13.96, name="s.png"))
+    assert from_sample.source == "s.png" and from_sample.summary["source"] == "s.png"
+    assert from_sample.unit == "nm" and from_sample.pixel_size_nm == 13.96
+    assert from_sample.region_pixels == by_hand.region_pixels == 100 * 180
+    assert from_sample.class_pixels == by_hand.class_pixels
+    assert from_sample.excluded_pixels == {
+        "data_bar": 28 * 200,
+        "outside_region": 100 * 20,
+        "ignore_255": 0,
+    }
+
+
+def test_first_existing(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.json"
+    assert first_existing([a, b]) is None
+    b.write_text("{}")
+    assert first_existing([a, b]) == b
+
+
+def test_real_zeiss_image_and_labels_as_one_sample():
+    from napari_poregrain.io.images import read_labels, read_sample
+
+    data = shared_data("zeiss-shale-pores")
+    s = read_sample(data / "images" / "train_1.tif", labels=data / "labels" / "train_1.png")
+    m = measure(s)
+    labels = read_labels(data / "labels" / "train_1.png")
+    above = labels[: s.data_bar_row]
+    assert m.pixel_size_nm == pytest.approx(13.96) and m.unit == "nm"
+    assert m.region_pixels == np.count_nonzero(above != IGNORE)
+    assert m.excluded_pixels["data_bar"] == (labels.shape[0] - s.data_bar_row) * labels.shape[1]

@@ -201,3 +201,32 @@ def test_chunked_counting_and_wide_dtypes(monkeypatch):
     with pytest.raises(ValueError, match="1 labelled pixels"):
         before.update(truth, pred)
     assert before.total == 0  # a refused pair adds nothing
+
+
+def test_update_sample_scores_only_the_samples_usable_pixels():
+    from napari_poregrain.sample import Sample
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 3, (12, 10)).astype(np.uint8)
+    truth[0, :4] = 255
+    pred = rng.integers(0, 3, (12, 10)).astype(np.uint8)
+    pred[9:] = 7  # below the data bar: never looked at
+    valid = np.ones(truth.shape, bool)
+    valid[:, 8:] = False
+    pred[:, 8:] = 9  # outside the region: never looked at
+    sample = Sample(np.zeros((12, 10), np.uint8), truth, data_bar_row=9, valid=valid)
+    cm = ConfusionMatrix().update_sample(sample, pred)
+    by_hand = ConfusionMatrix().update(truth[:9, :8], pred[:9, :8])
+    np.testing.assert_array_equal(cm.matrix, by_hand.matrix)
+    assert cm.total == 9 * 8 - 4 and cm.n_images == 1
+    with pytest.raises(ValueError, match="no labels"):
+        ConfusionMatrix().update_sample(Sample(truth, name="bare"), pred)
+
+
+def test_update_sample_of_a_stack_counts_each_slice():
+    from napari_poregrain.sample import Sample
+
+    truth = np.zeros((3, 4, 4), np.uint8)
+    truth[:, :2] = 1
+    cm = ConfusionMatrix().update_sample(Sample(truth, truth), truth)
+    assert cm.n_images == 3 and cm.pixel_accuracy() == 1.0

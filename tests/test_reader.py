@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from conftest import shared_data
+from conftest import is_crop, shared_data
 from napari.layers import Image, Layer
 
 from napari_poregrain._reader import napari_get_reader
@@ -42,7 +42,8 @@ def test_reader_only_claims_tiffs(tmp_path):
 def test_zeiss_layer_has_micrometre_scale_and_bar(stem):
     path = shared_data("zeiss-shale-pores") / "images" / f"{stem}.tif"
     [(data, kwargs, kind)] = _read(path)
-    assert kind == "image" and data.shape == (768, 1024) and data.dtype == np.uint8
+    assert kind == "image" and data.dtype == np.uint8
+    assert data.shape == (768, 1024) or (is_crop(path) and data.shape[0] == 768), data.shape
     assert kwargs["name"] == stem
     assert kwargs["metadata"]["data_bar_row"] == 691
     assert kwargs["metadata"]["source_path"] == str(path)

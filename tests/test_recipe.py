@@ -57,15 +57,15 @@ def test_recipe_split_is_fixed_and_paths_are_relative(recipe_file):
     assert recipe.train == {"crop": 64, "steps": 2}
     assert recipe.sources[0].images == (recipe_file.parent.parent / "data" / "images").resolve()
     split = load_split(recipe)
-    assert [s for s, _, _ in split.train["tiles"]] == ["tile0", "tile1", "tile2"] * 2
-    assert [s for s, _, _ in split.val["tiles"]] == ["tile3"]
+    assert [s.name for s in split.train["tiles"]] == ["tile0", "tile1", "tile2"] * 2
+    assert [s.name for s in split.val["tiles"]] == ["tile3"]
     assert len(split.train["syn"]) == 1 and len(split.val["syn"]) == 1
     # held-out labels are untouched; training labels lose the pore-like dark pixels
-    _, image, lab = split.train["tiles"][0]
+    image, lab = split.train["tiles"][0].pixels, split.train["tiles"][0].labels
     assert set(np.unique(lab)) <= {0, 1, 255}
     ignored = lab == 255
     assert ignored.any() and image[ignored].mean() < image[~ignored].mean() - 40
-    assert split.val["tiles"][0][2].max() <= 1
+    assert split.val["tiles"][0].labels.max() <= 1
 
 
 def test_bad_recipes_are_refused(tmp_path):

@@ -15,17 +15,11 @@ from napari_poregrain.classes import IGNORE, PORE
 from napari_poregrain.inference.predict import predict
 from napari_poregrain.model import load_checkpoint, new_model, save_checkpoint
 from napari_poregrain.preprocess import Normalization
+from napari_poregrain.sample import Sample
 from napari_poregrain.synthetic import make_sample
-from napari_poregrain.training.trainer import (
-    CropSampler,
-    SegmentationLoss,
-    TrainConfig,
-    load_training_log,
-    log_path_for,
-    lr_factor,
-    prepare_data,
-    train,
-)
+from napari_poregrain.training import TrainConfig, load_training_log, log_path_for, train
+from napari_poregrain.training.data import CropSampler, prepare_data
+from napari_poregrain.training.loss import SegmentationLoss, lr_factor
 
 # Small and fast: 64-pixel crops, no photometric noise unless a test wants it.
 FAST = dict(crop=64, batch=4, steps_per_epoch=5, device="cpu", lr=2e-3)
@@ -210,7 +204,9 @@ def test_held_out_block_is_never_trained_on():
     image, labels = make_sample((200, 120), seed=7)
     labels = labels.copy()
     labels[:20] = IGNORE
-    train_r, val_r, desc = prepare_data([(image, labels)], TrainConfig(crop=64), Normalization())
+    train_r, val_r, desc = prepare_data(
+        [Sample(image, labels=labels)], TrainConfig(crop=64), Normalization()
+    )
     (t,), (v,) = train_r, val_r
     assert t.labels.shape[0] + v.labels.shape[0] == 200  # rows split, the longer axis
     np.testing.assert_array_equal(np.concatenate([t.labels, v.labels]), labels)
@@ -229,7 +225,7 @@ def _quiet(**kw) -> TrainConfig:
 def test_crops_are_augmented_jointly():
     image, labels = make_sample((256, 256), seed=0)
     cfg = _quiet()
-    train_r, _, _ = prepare_data([(image, labels)], cfg, Normalization())
+    train_r, _, _ = prepare_data([Sample(image, labels=labels)], cfg, Normalization())
     region = train_r[0]
     # image == f(label) before augmentation: a flip or turn of only one of them breaks this
     region.u = (region.labels / 4 + 0.1).astype(np.float32)
@@ -250,7 +246,7 @@ def test_rare_pores_are_sampled_often():
 
     def pore_crops(balance: float) -> int:
         cfg = _quiet(class_balance=balance, val_fraction=0)
-        regions, _, _ = prepare_data([(image, labels)], cfg, Normalization())
+        regions, _, _ = prepare_data([Sample(image, labels=labels)], cfg, Normalization())
         sampler = CropSampler(regions, cfg, Normalization())
         rng = np.random.default_rng(0)
         return sum(bool((sampler.sample(rng)[1] == PORE).any()) for _ in range(150))
@@ -264,7 +260,7 @@ def test_scale_and_photometric_augmentation_keep_masks_valid():
     labels = labels.copy()
     labels[:40] = IGNORE
     cfg = TrainConfig(crop=64, scale_range=(0.7, 1.4))
-    train_r, _, _ = prepare_data([(image, labels)], cfg, Normalization())
+    train_r, _, _ = prepare_data([Sample(image, labels=labels)], cfg, Normalization())
     sampler = CropSampler(train_r, cfg, Normalization())
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -322,7 +318,7 @@ def test_existing_output_is_never_overwritten(tmp_path):
 def test_region_smaller_than_the_window_is_mirrored_with_ignored_labels():
     image, labels = make_sample((80, 200), seed=0)
     cfg = replace(_quiet(val_fraction=0), scale_range=(0.5, 1.0))  # window 128 > 80 rows
-    regions, _, _ = prepare_data([(image, labels)], cfg, Normalization())
+    regions, _, _ = prepare_data([Sample(image, labels=labels)], cfg, Normalization())
     sampler = CropSampler(regions, cfg, Normalization())
     u, lab = sampler._window(np.random.default_rng(0))
     w = sampler.window

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_poregrain._widgets._events import events
-from napari_poregrain._widgets.finetune import FinetuneWidget, region_mask
+from napari_poregrain._widgets._layers import region_mask
+from napari_poregrain._widgets.finetune import FinetuneWidget
 from napari_poregrain._widgets.segment import SegmentWidget
 from napari_poregrain.classes import GRAIN, PORE
 from napari_poregrain.model import MODEL_DIR_ENV, load_checkpoint, new_model, save_checkpoint
@@ -36,8 +37,8 @@ def setup(make_napari_viewer, tmp_path, monkeypatch):
     w._batch.value = 2
     w._name.value = "mine"
     yield viewer, w, segment, start, models
-    events.model_added.disconnect(segment.select_model)  # the events outlive the widgets
-    events.model_added.disconnect(w._on_model_added)
+    events.model_added.disconnect(segment._picker.on_model_added)  # the events outlive
+    events.model_added.disconnect(w._picker.on_model_added)
 
 
 def _run(qtbot, w):
@@ -62,8 +63,9 @@ def test_fine_tunes_stores_and_selects_the_new_model(setup, qtbot):
     assert model.meta.provenance["parent"]["file"] == "start.safetensors"
     assert [d["name"] for d in model.meta.provenance["data"]] == ["sem"]
     # the live plot got every step and every validation
-    assert w._steps == [1, 2, 3, 4] and len(w._losses) == 4
-    assert len(w._val_steps) == 2 and w._val_steps[0] == 0  # the starting model, then step 4
+    assert w.curves.steps == [1, 2, 3, 4] and len(w.curves.losses) == 4
+    # the starting model, then step 4
+    assert len(w.curves.val_steps) == 2 and w.curves.val_steps[0] == 0
     assert w._progress.value == 4 and w._status.value.startswith("Saved mine")
 
 
@@ -151,10 +153,10 @@ def test_cancel_keeps_the_starting_model(setup, qtbot):
     start_bytes = start.read_bytes()
     w._length.value = 500
     w.run()
-    qtbot.waitUntil(lambda: len(w._steps) >= 1, timeout=120_000)
+    qtbot.waitUntil(lambda: len(w.curves.steps) >= 1, timeout=120_000)
     w.cancel()
     qtbot.waitUntil(lambda: w._task is None, timeout=120_000)
-    assert len(w._steps) < 500
+    assert len(w.curves.steps) < 500
     assert start.read_bytes() == start_bytes
     # the best model so far (the starting model's validation at least) is kept and usable
     assert w._status.value.startswith("Cancelled; kept mine")

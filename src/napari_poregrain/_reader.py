@@ -34,13 +34,13 @@ def read_sem_tiffs(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
 
 
 def layer_data(image: Sample) -> LayerData:
-    """Image layer data: name = stem, scale = µm per pixel, pixel size and bar row in metadata."""
+    """Image layer data: name, scale = µm per pixel, pixel size and bar row in metadata."""
     source = image.metadata.get("source_path", "")
-    spatial = image.pixels.ndim - (1 if image.rgb else 0)
+    spatial = len(image.shape)
     px_um = image.pixel_size_nm / 1000.0 if image.pixel_size_nm else 1.0
     scale = [1.0] * (spatial - 2) + [px_um, px_um]
     kwargs: dict[str, Any] = {
-        "name": Path(source).stem if source else "image",
+        "name": image.name or (Path(source).stem if source else "image"),
         "scale": scale,
         "rgb": image.rgb,
         "metadata": {

@@ -10,6 +10,7 @@ and inference use the same mapping.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,37 +41,43 @@ class Normalization:
         return norm
 
 
-def is_rgb(image: np.ndarray) -> bool:
+def is_rgb(image: Any) -> bool:
     """True for a (Y, X, 3|4) colour image (napari's own convention)."""
     return image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """Return a 2-D (or stacked 3-D) float32 grey view of ``image``.
+def to_grey(image: Any, rgb: bool | None = None) -> np.ndarray:
+    """Return a 2-D (or stacked 3-D) float32 grey array of ``image``: the one RGB -> grey.
 
-    RGB/RGBA images are weighted to luminance (alpha is dropped); NaN and
-    infinite values are left for :func:`normalize` to handle.
+    ``rgb`` says whether the last axis holds colour channels (None: guess with :func:`is_rgb`).
+    RGB/RGBA images are weighted to luminance (alpha is dropped); NaN and infinite values are
+    left for :func:`normalize` to handle.
     """
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.uint8)
     if not (np.issubdtype(image.dtype, np.number)) or np.iscomplexobj(image):
         raise ValueError(f"unsupported image data type {image.dtype}")
-    if is_rgb(image):
+    if is_rgb(image) if rgb is None else rgb:
         return image[..., :3].astype(np.float32) @ _LUMA
     return image.astype(np.float32, copy=False)
 
 
-def intensity_range(image: np.ndarray, norm: Normalization) -> tuple[float, float]:
+def intensity_range(
+    image: Any, norm: Normalization, rgb: bool | None = None
+) -> tuple[float, float]:
     """The (low, high) intensities of ``image`` at the normalisation percentiles.
 
-    Uses at most about four million finite pixels taken on a regular grid, so
-    it never copies a huge image.
+    Uses at most about four million finite pixels taken on a regular grid: only that strided
+    subsample is read, so a huge or lazy (dask, zarr) image is never copied whole.
+    ``rgb`` as for :func:`to_grey`.
     """
-    image = np.asarray(image)
-    spatial = image.shape[:-1] if is_rgb(image) else image.shape
+    if not hasattr(image, "shape"):
+        image = np.asarray(image)
+    rgb = is_rgb(image) if rgb is None else rgb
+    spatial = image.shape[:-1] if rgb else image.shape
     step = max(1, int(np.ceil((np.prod(spatial) / _MAX_SAMPLES) ** (1 / len(spatial)))))
-    sample = to_grey(image[tuple(slice(None, None, step) for _ in spatial)]).ravel()
+    sample = to_grey(image[tuple(slice(None, None, step) for _ in spatial)], rgb).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0, 1.0

@@ -5,7 +5,7 @@ from psygnal import Signal, SignalGroup
 
 class _Events(SignalGroup):
     model_added = Signal(object)
-    """Emitted with the path of a newly stored model; the segment widget lists and selects it."""
+    """Emitted with the path of a newly stored model; every model picker lists it again."""
 
 
 events = _Events()

@@ -1,12 +1,69 @@
-"""Conversions between napari layers and the package's single label-map encoding."""
+"""Layers <-> Samples: the one place Samples are built from napari layers, and label layers back.
+
+Label encoding: one uint8 map (0 matrix, 1 grain, 2 pore, 255 ignore) made from a ``grains`` and a
+``pores`` layer (:func:`labels_from_layers`), split back by :func:`class_masks`.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import math
+from typing import Any
+
 import numpy as np
+from napari.layers import Labels, Shapes
 
 from ..classes import GRAIN, LAYER_COLOURS, LAYER_NAMES, MATRIX, PORE
+from ..sample import Sample
+
+UNSCALED_UNIT_NM = 1000.0
+"""A layer scaled in napari's default unit ("pixel") is read as µm per pixel (the convention of
+the package's sample data and of layers scaled by hand), unless the scale is 1 (no pixel size)."""
 
 
+def checksum(data: Any) -> str:
+    """Short digest of an array's bytes (tells an untouched layer from an edited one)."""
+    return hashlib.blake2b(np.ascontiguousarray(data).data, digest_size=16).hexdigest()
+
+
+def untouched(layer, key: str, shape: tuple[int, ...]) -> bool:
+    """``layer`` is a Labels layer of ``shape`` whose data still has the checksum under ``key``
+    in its metadata (written by this plugin and not edited since)."""
+    return (
+        isinstance(layer, Labels)
+        and tuple(layer.data.shape) == tuple(shape)
+        and layer.metadata.get(key) == checksum(np.asarray(layer.data))
+    )
+
+
+def layer_pixels(layer) -> Any:
+    """The layer's data as it is: the highest-resolution level of a multiscale layer."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def spatial_shape(layer) -> tuple[int, ...]:
+    """Shape of the layer's pixel grid (colour channels left out)."""
+    shape = tuple(layer_pixels(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+class LayerChoices:
+    """Choices callable for a ComboBox: the viewer's layers of one kind, by name."""
+
+    def __init__(self, viewer, kind: type, first: tuple[str, Any] | None = None) -> None:
+        self.viewer, self.kind, self.first = viewer, kind, first
+
+    def __call__(self, _widget=None) -> list[tuple[str, Any]]:
+        found = [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, self.kind)]
+        return found if self.first is None else [self.first, *found]
+
+
+# -- labels ------------------------------------------------------------------------------------
 def labels_from_layers(grains: np.ndarray, pores: np.ndarray) -> np.ndarray:
     """One uint8 map 0 matrix / 1 grain / 2 pore from two label arrays.
 
@@ -30,9 +87,65 @@ def labels_from_layers(grains: np.ndarray, pores: np.ndarray) -> np.ndarray:
     return out
 
 
+def _pair_labels(grains, pores, shape: tuple[int, ...]) -> np.ndarray:
+    """The class map of a grains/pores pair (either may be None: no pixel of that class)."""
+    arrays = [None if ly is None else np.asarray(layer_pixels(ly)) for ly in (grains, pores)]
+    like = next(a for a in arrays if a is not None)
+    g, p = (np.zeros(like.shape, np.uint8) if a is None else a for a in arrays)
+    labels = labels_from_layers(g, p)
+    if labels.shape != shape:
+        raise ValueError(
+            f"the grains and pores layers are {_shape_text(labels.shape)} "
+            f"but the image is {_shape_text(shape)}"
+        )
+    return labels
+
+
 def class_masks(class_map: np.ndarray) -> dict[int, np.ndarray]:
     """uint8 0/1 arrays for the ``grains`` and ``pores`` layers of a class map."""
     return {c: (class_map == c).astype(np.uint8) for c in (GRAIN, PORE)}
+
+
+# -- geometry ----------------------------------------------------------------------------------
+def scale_nm(layer) -> tuple[float, float] | None:
+    """Pixel size in nm along y and x from the layer's scale and units; None without one.
+
+    Units of length are converted (pint); napari's default unit: see :data:`UNSCALED_UNIT_NM`.
+    """
+    scale = tuple(float(s) for s in layer.scale[-2:])
+    units = getattr(layer, "units", None)  # napari >= 0.6: pint units
+    units = tuple(units[-2:]) if units is not None else (None, None)
+    if all(str(getattr(u, "dimensionality", "")) == "[length]" for u in units):
+        return tuple(float(f"{(s * u).to('nm').magnitude:.12g}") for s, u in zip(scale, units))
+    if all(math.isclose(s, 1.0) for s in scale):
+        return None
+    return tuple(s * UNSCALED_UNIT_NM for s in scale)
+
+
+def square_pixel_nm(sizes: tuple[float, float] | None) -> float | None:
+    """The one pixel size of square pixels; None for no scale or non-square pixels."""
+    if sizes is None or not math.isclose(sizes[0], sizes[1], rel_tol=1e-6):
+        return None
+    return sizes[0]
+
+
+def region_mask(region, layer, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean mask, in ``layer``'s pixel grid, of the pixels inside any shape of ``region``.
+
+    Vertices are mapped through world space (each layer's scale, translate, rotation), so a region
+    drawn over a scaled image selects the right pixels; on a stack it applies to every slice.
+    """
+    if len(region.data) == 0:
+        raise ValueError(f"the region layer {region.name!r} holds no shapes; draw one first")
+    mapped = [
+        np.array([layer.world_to_data(region.data_to_world(p))[-2:] for p in np.asarray(v)])
+        for v in region.data
+    ]
+    # A detached layer with the shapes in pixel coordinates rasterises them (napari's own code:
+    # ellipses are drawn as ellipses, not their bounding boxes).
+    flat = Shapes(mapped, shape_type=list(region.shape_type))
+    mask = np.asarray(flat.to_masks(mask_shape=shape[-2:]), bool).any(axis=0)
+    return np.broadcast_to(mask, shape) if len(shape) > 2 else mask
 
 
 def geometry(layer, ndim: int) -> dict:
@@ -51,12 +164,74 @@ def layer_kwargs(cls: int, image_layer) -> dict:
     """Name, colour and geometry for a class layer aligned with ``image_layer``."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    ndim = image_layer.data.ndim - (1 if image_layer.rgb else 0)
     return {
         "name": LAYER_NAMES[cls],
-        **geometry(image_layer, ndim),
+        **geometry(image_layer, len(spatial_shape(image_layer))),
         "colormap": DirectLabelColormap(
             color_dict={None: "transparent", 0: "transparent", 1: LAYER_COLOURS[cls]}
         ),
         "opacity": 0.5,
     }
+
+
+# -- the one place Samples are built from layers ----------------------------------------------
+def sample_from_layers(
+    image_layer, grains=None, pores=None, region=None, *, name: str | None = None
+) -> Sample:
+    """A :class:`Sample` of ``image_layer`` (an Image, or a Labels layer when only labels matter).
+
+    Pixels: the layer's data (highest-resolution level; a lazy array stays lazy), ``rgb`` and
+    ``data_bar_row`` (``layer.metadata``) as the layer says, pixel size from its scale and units
+    (:func:`scale_nm`; non-square pixels: None). Labels: the grains/pores pair (either may be
+    None). ``valid``: the shapes of ``region``. Raises ValueError in one sentence.
+    """
+    shape = spatial_shape(image_layer)
+    labels = None
+    if grains is not None or pores is not None:
+        labels = _pair_labels(grains, pores, shape)
+    return Sample(
+        pixels=layer_pixels(image_layer),
+        labels=labels,
+        pixel_size_nm=square_pixel_nm(scale_nm(image_layer)),
+        data_bar_row=image_layer.metadata.get("data_bar_row"),
+        valid=None if region is None else region_mask(region, image_layer, shape),
+        name=image_layer.name if name is None else name,
+        rgb=bool(getattr(image_layer, "rgb", False)),
+        metadata={"layer": image_layer.name},
+    )
+
+
+class NamePreferences:
+    """Layer ComboBoxes that pick a layer by its name until the user picks one by hand.
+
+    ``prefer``: combo -> test of a layer name; on :meth:`refresh`, a combo the user has not set
+    (or whose layer is gone) takes the first layer whose name passes its test.
+    """
+
+    def __init__(self, prefer: dict) -> None:
+        self.prefer = prefer
+        self.picked: set[int] = set()
+        self._resetting = False
+        for combo in prefer:
+            combo.changed.connect(functools.partial(self._picked_by_hand, combo))
+
+    def _picked_by_hand(self, combo, *_) -> None:
+        if not self._resetting:
+            self.picked.add(id(combo))
+
+    def refresh(self, layers: list) -> None:
+        """Reset every combo's choices and apply the name preferences."""
+        self._resetting = True
+        try:
+            for combo, prefer in self.prefer.items():
+                old = combo.value
+                combo.reset_choices()
+                kept = old is None or any(old is ly for ly in layers)
+                if id(combo) in self.picked and kept:
+                    continue
+                for value in combo.choices:
+                    if value is not None and prefer(value.name):
+                        combo.value = value
+                        break
+        finally:
+            self._resetting = False

@@ -11,6 +11,9 @@ from qtpy.QtCore import QObject, Signal
 
 from ..callbacks import Cancelled
 
+Emit = Callable[[Any], None]
+Work = Callable[[Emit, Callable[[], bool]], Any]
+
 
 class _Relay(QObject):
     """Carries payloads from the worker thread to the GUI thread (queued signal)."""
@@ -38,7 +41,7 @@ class BackgroundTask:
 
     def __init__(
         self,
-        fn: Callable[[Callable[[Any], None], Callable[[], bool]], Any],
+        fn: Work,
         *,
         on_progress: Callable[[Any], None] | None = None,
         on_returned: Callable[[Any], None] | None = None,
@@ -46,28 +49,26 @@ class BackgroundTask:
         on_errored: Callable[[Exception], None] | None = None,
         on_finished: Callable[[], None] | None = None,
     ) -> None:
+        self._fn = fn
         self._stop = threading.Event()
         self._relay = _Relay()
         if on_progress is not None:
             self._relay.sent.connect(on_progress)
-        self._on_returned, self._on_cancelled, self._on_errored = (
-            on_returned,
-            on_cancelled,
-            on_errored,
-        )
-
-        def guarded(emit, should_stop):
-            try:
-                return fn(emit, should_stop)
-            except Exception as exc:  # handed to on_errored / on_cancelled
-                return _Outcome(exc)
-
+        self._on_returned = on_returned
+        self._on_cancelled = on_cancelled
+        self._on_errored = on_errored
         self.worker = create_worker(
-            guarded, self._relay.sent.emit, self._stop.is_set, _start_thread=False
+            self._guarded, self._relay.sent.emit, self._stop.is_set, _start_thread=False
         )
         self.worker.returned.connect(self._dispatch)
         if on_finished is not None:
             self.worker.finished.connect(on_finished)
+
+    def _guarded(self, emit: Emit, should_stop: Callable[[], bool]) -> Any:
+        try:
+            return self._fn(emit, should_stop)
+        except Exception as exc:  # handed to on_errored / on_cancelled
+            return _Outcome(exc)
 
     def _dispatch(self, result: Any) -> None:
         if not isinstance(result, _Outcome):

@@ -6,19 +6,23 @@ definition); a class absent from both reference and prediction has IoU ``None`` 
 of the mean.
 
 Ignored pixels: reference values outside 0..2 (``IGNORE = 255`` and anything else) and pixels
-outside an optional ``valid`` mask. Predictions must hold 0..2 wherever the reference is
-labelled: a prediction value outside 0..2 there raises ``ValueError`` (a model never produces
-one, so it means a wrong or foreign file; silently ignoring those pixels would inflate the
-scores). Prediction values at ignored pixels are not looked at.
+outside an optional ``valid`` mask (:meth:`ConfusionMatrix.update_sample` takes it, with the
+data bar, from a reference :class:`~napari_poregrain.sample.Sample`). Predictions must hold 0..2
+wherever the reference is labelled: a prediction value outside 0..2 there raises ``ValueError``
+(a model never produces one, so it means a wrong or foreign file; silently ignoring those pixels
+would inflate the scores). Prediction values at ignored pixels are not looked at.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..classes import CLASS_NAMES, GRAIN, MATRIX, N_CLASSES, PORE
+
+if TYPE_CHECKING:
+    from ..sample import Sample
 
 # Codes of disagreement_map.
 _CHUNK = 1 << 22  # pixels per bincount in ConfusionMatrix.update
@@ -130,6 +134,17 @@ class ConfusionMatrix:
         self.matrix += counts[:skip].reshape(N_CLASSES, N_CLASSES)
         self.n_images += int(t.shape[0]) if t.ndim == 3 else 1
         return self
+
+    def update_sample(self, truth: Sample, pred: Any) -> ConfusionMatrix:
+        """Add a predicted class map scored against a Sample's labels (the reference).
+
+        Only the pixels of ``truth.usable_mask()`` count: the data bar, the region (``valid``)
+        and 255 are left out by the Sample. ``pred`` has the Sample's spatial shape; a stack
+        Sample counts one image per slice. Returns ``self``.
+        """
+        if truth.labels is None:
+            raise ValueError(f"{truth.name or 'the reference sample'} has no labels to score")
+        return self.update(truth.labels, pred, truth.usable_mask())
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add the counts of another matrix (e.g. from a parallel worker). Returns ``self``."""

@@ -1,7 +1,8 @@
-"""Finding files for the command line."""
+"""Finding files for the command line: files by stem, pairs by stem, the first that exists."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import CliError
@@ -20,3 +21,24 @@ def files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[st
     if not out:
         raise CliError(f"{folder}: no {what} files ({', '.join(suffixes)})")
     return out
+
+
+def pair_by_stem(
+    left: dict[str, Path], right: dict[str, Path], left_what: str, right_what: str
+) -> list[tuple[str, Path, Path]]:
+    """``(stem, left, right)`` sorted by stem; a file without a partner is an error naming it.
+
+    ``left``/``right`` come from :func:`files_by_stem` (one folder each, never empty).
+    """
+    for files, others, what in ((left, right, right_what), (right, left, left_what)):
+        folder = next(iter(others.values())).parent if others else None
+        for stem, path in files.items():
+            if stem not in others:
+                where = f" in {folder}" if folder is not None else ""
+                raise CliError(f"{path}: no {what} file named {stem}.*{where}")
+    return [(stem, left[stem], right[stem]) for stem in sorted(left)]
+
+
+def first_file(candidates: Iterable[Path]) -> Path | None:
+    """The first of ``candidates`` that is an existing file, or None."""
+    return next((p for p in candidates if p.is_file()), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import CliError
+from ._files import first_file
 
 SEED_IMAGES = "JPEGImages"
 SEED_LABELS = "SegmentationClassRaw"
@@ -35,11 +36,14 @@ def seed_split(
     triples = []
     for stem in stems:
         candidates = [data_dir / SEED_IMAGES / f"{stem}{s}" for s in (".jpg", *IMAGE_SUFFIXES)]
-        found = [p for p in candidates if p.is_file()]
         label = data_dir / SEED_LABELS / f"{stem}.png"
-        if not found:
-            raise CliError(f"{candidates[0]}: listed in {listing} but missing")
-        if not label.is_file():
-            raise CliError(f"{label}: listed in {listing} but missing")
-        triples.append((stem, found[0], label))
+        triples.append((stem, _listed(candidates, listing), _listed([label], listing)))
     return triples
+
+
+def _listed(candidates: list[Path], listing: Path) -> Path:
+    """The first candidate that exists; none is an error naming the first."""
+    found = first_file(candidates)
+    if found is None:
+        raise CliError(f"{candidates[0]}: listed in {listing} but missing")
+    return found

@@ -18,50 +18,45 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from ..analysis.metrics import ConfusionMatrix, format_table
 from . import CliError
-from ._files import files_by_stem
+from ._files import files_by_stem, pair_by_stem
 from ._seed import seed_split
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..sample import Sample
+
+
+# the ways to name the pairs (exactly one): option, metavar, help
+_SOURCES = (
+    ("--pred", "DIR", "predicted class maps (0/1/2)"),
+    ("--images", "DIR", "images to predict, then score"),
+    ("--data-dir", "D", "seed layout: JPEGImages/, SegmentationClassRaw/"),
+    (
+        "--config",
+        "RECIPE",
+        "a training recipe (TOML): score its held-out images per source, with baselines",
+    ),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .predict import add_model_arguments
 
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--pred", type=Path, metavar="DIR", help="predicted class maps (0/1/2)")
-    src.add_argument("--images", type=Path, metavar="DIR", help="images to predict, then score")
-    src.add_argument(
-        "--data-dir",
-        type=Path,
-        metavar="D",
-        help="seed layout: JPEGImages/, SegmentationClassRaw/",
-    )
-    src.add_argument(
-        "--config",
-        type=Path,
-        metavar="RECIPE",
-        help="a training recipe (TOML): score its held-out images per source, with baselines",
-    )
+    for flag, metavar, help_text in _SOURCES:
+        src.add_argument(flag, type=Path, metavar=metavar, help=help_text)
     p.add_argument("--truth", type=Path, metavar="DIR", help="reference label maps (0/1/2/255)")
     p.add_argument("--split", default="test", help="with --data-dir: ImageSets/<SPLIT>.txt")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_model_arguments(p)
-
-
-def _match(left: dict[str, Path], right: dict[str, Path], right_what: str) -> list[tuple]:
-    """Pairs by stem; any file without a partner is an error naming it."""
-    for stem, path in left.items():
-        if stem not in right:
-            raise CliError(f"{path}: no {right_what} file named {stem}.* found")
-    for stem, path in right.items():
-        if stem not in left:
-            raise CliError(f"{path}: has no partner (nothing named {stem}.* on the other side)")
-    return [(stem, left[stem], right[stem]) for stem in sorted(left)]
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
@@ -75,47 +70,31 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
         raise CliError("--truth DIR is required with --pred or --images")
     truth = files_by_stem(args.truth, LABEL_SUFFIXES, "reference label")
     if args.pred is not None:
-        return _match(files_by_stem(args.pred, LABEL_SUFFIXES, "prediction"), truth, "reference")
-    return _match(files_by_stem(args.images, IMAGE_SUFFIXES, "image"), truth, "reference")
+        pred = files_by_stem(args.pred, LABEL_SUFFIXES, "prediction")
+        return pair_by_stem(pred, truth, "prediction", "reference")
+    images = files_by_stem(args.images, IMAGE_SUFFIXES, "image")
+    return pair_by_stem(images, truth, "image", "reference")
 
 
-def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, object, object]]:
-    """Yield (file, truth, prediction) arrays, one pair in memory at a time."""
-    from ..io.images import ImageReadError, read_labels, read_sample
+class _Scorer:
+    """Turns a (source, reference) pair into a reference Sample and a predicted class map."""
 
-    predicting = args.pred is None
-    model = None
-    if predicting:
-        from ..inference.predict import predict
-        from ._progress import TileBar
-        from .predict import load_model
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.model = args, None
+        if args.pred is None:
+            from .predict import load_model
 
-        model = load_model(args)
-    # options that the shared model arguments may add (e.g. --precision)
-    extra = {"precision": args.precision} if getattr(args, "precision", None) else {}
-    for _stem, source, truth_path in tqdm(
-        pairs, desc="evaluate", unit="image", file=sys.stderr, leave=False, disable=None
-    ):
+            self.model = load_model(args)
+
+    def pair(self, source: Path, truth_path: Path) -> tuple[Sample, np.ndarray]:
+        """Reference Sample (bar and region of the image) and prediction; errors name the file."""
+        from ..io.images import ImageReadError
+
         try:
-            truth = read_labels(truth_path)
-            if not predicting:
-                pred = read_labels(source)
+            if self.model is None:
+                truth, pred = self._read_pair(source, truth_path)
             else:
-                img = read_sample(source)
-                size = img.pixels.shape[:2] if img.rgb else img.pixels.shape[-2:]
-                if img.pixels.ndim != (3 if img.rgb else 2):
-                    raise CliError(f"{source}: expected a 2-D image, got shape {img.pixels.shape}")
-                if tuple(size) != truth.shape:
-                    raise CliError(
-                        f"{source}: image is {size[0]}x{size[1]} but its reference "
-                        f"{truth_path} is {truth.shape[0]}x{truth.shape[1]}"
-                    )
-                with TileBar(source.name) as bar:
-                    pred = predict(
-                        img.pixels, model, tile=args.tile, overlap=args.overlap,
-                        batch_size=args.batch, device=args.device,
-                        content_rows=img.data_bar_row, progress=bar.update_to, **extra,
-                    ).labels  # fmt: skip
+                truth, pred = self._predict_pair(source, truth_path)
         except ImageReadError as exc:
             raise CliError(str(exc)) from None
         except (ValueError, OSError) as exc:
@@ -125,15 +104,47 @@ def _scored(args: argparse.Namespace, pairs: list) -> Iterator[tuple[Path, objec
                 f"{source}: prediction is {pred.shape[0]}x{pred.shape[1]} but its reference "
                 f"{truth_path} is {truth.shape[0]}x{truth.shape[1]}"
             )
-        yield source, truth, pred
+        return truth, pred
+
+    @staticmethod
+    def _read_pair(source: Path, truth_path: Path) -> tuple[Sample, np.ndarray]:
+        from ..analysis.measure import class_map_sample
+        from ..io.images import read_labels
+
+        truth = class_map_sample(read_labels(truth_path), name=str(truth_path))
+        return truth, read_labels(source)
+
+    def _predict_pair(self, source: Path, truth_path: Path) -> tuple[Sample, np.ndarray]:
+        from ..inference.predict import predict
+        from ..io.images import read_sample
+        from ._progress import TileBar
+
+        sample = read_sample(source, labels=truth_path)  # a 2-D label map: a 2-D image
+        args = self.args
+        # options that the shared model arguments may add (e.g. --precision)
+        extra = {"precision": args.precision} if getattr(args, "precision", None) else {}
+        with TileBar(source.name) as bar:
+            pred = predict(
+                sample, self.model, tile=args.tile, overlap=args.overlap,
+                batch_size=args.batch, device=args.device, progress=bar.update_to, **extra,
+            ).labels  # fmt: skip
+        return sample, pred
 
 
 def evaluate(args: argparse.Namespace) -> ConfusionMatrix:
-    """The summed confusion matrix of all pairs the arguments name."""
+    """The summed confusion matrix of all pairs the arguments name, one pair in memory at a time.
+
+    Each reference is a Sample: its data bar (from the image) and 255 pixels are not scored.
+    """
+    pairs = _pairs(args)
+    scorer = _Scorer(args)
     cm = ConfusionMatrix()
-    for source, truth, pred in _scored(args, _pairs(args)):
+    for _stem, source, truth_path in tqdm(
+        pairs, desc="evaluate", unit="image", file=sys.stderr, leave=False, disable=None
+    ):
+        truth, pred = scorer.pair(source, truth_path)
         try:
-            cm.update(truth, pred)
+            cm.update_sample(truth, pred)
         except ValueError as exc:
             raise CliError(f"{source}: {exc}") from None
     return cm

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..analysis.measure import (
-    DEFAULT_MIN_SIZE,
+from ..analysis.export import (
     export_paths,
-    flat_summary,
-    measure,
-    parse_pixel_size,
+    first_existing,
     write_objects_csv,
     write_summary_csv,
     write_summary_json,
 )
+from ..analysis.measure import DEFAULT_MIN_SIZE, class_map_sample, measure
+from ..analysis.summary import Measurement, flat_summary
+from ..analysis.units import parse_pixel_size
 from . import CliError
 
 SUMMARY_CSV = "summary.csv"
@@ -61,64 +62,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.images import ImageReadError, read_labels, read_sample
+    from ..io.images import ImageReadError
 
     if args.min_size < 1:
         raise CliError(f"--min-size must be at least 1 pixel, not {args.min_size}")
-    pixel_nm = None
-    if args.pixel_size is not None:
-        try:
-            pixel_nm = parse_pixel_size(args.pixel_size)
-        except ValueError as exc:
-            raise CliError(f"--pixel-size: {exc}") from None
-    bar, image_shape = None, None
-    if args.image is not None:
-        if len(args.labels) != 1:
-            raise CliError(
-                f"--image {args.image} goes with one LABELS file, not {len(args.labels)}"
-            )
-        try:
-            img = read_sample(args.image)
-        except ImageReadError as exc:
-            raise CliError(str(exc)) from None
-        bar = img.data_bar_row
-        image_shape = img.pixels.shape[:2] if img.rgb else img.pixels.shape[-2:]
-        if pixel_nm is None:
-            pixel_nm = img.pixel_size_nm
-            if pixel_nm is None:
-                print(
-                    f"poregrain measure: {args.image}: no pixel size in its metadata; "
-                    "lengths are in pixels (give --pixel-size)",
-                    file=sys.stderr,
-                )
-    if args.unit != "auto" and args.unit != "px" and pixel_nm is None:
-        raise CliError(f"--unit {args.unit} needs a pixel size (--pixel-size or --image)")
+    scale = _Scale.from_arguments(args)
     combined = args.out / SUMMARY_CSV
     if combined.exists() and not args.overwrite:
         raise CliError(f"{combined} exists already; pass --overwrite to replace the outputs")
-
     rows, failures = [], 0
     for path in tqdm(args.labels, desc="measure", unit="file", disable=len(args.labels) < 2):
         try:
-            class_map = read_labels(path)
-            if image_shape is not None and tuple(image_shape) != class_map.shape:
-                raise ValueError(
-                    f"its shape {class_map.shape} differs from {args.image}'s {tuple(image_shape)}"
-                )
-            objects, summary = export_paths(args.out / path.stem)
-            for p in (objects, summary):
-                if p.exists() and not args.overwrite:
-                    raise ValueError(f"{p} exists already; pass --overwrite to replace it")
-            m = measure(
-                class_map,
-                pixel_nm,
-                data_bar_row=bar,
-                min_size=args.min_size,
-                unit=args.unit,
-                source=str(path),
-            )
-            write_objects_csv(m, objects)
-            write_summary_json(m, summary)
+            m = _measure_file(path, args, scale)
         except (ImageReadError, ValueError, OSError) as exc:
             failures += 1
             msg = str(exc)
@@ -130,6 +85,71 @@ def run(args: argparse.Namespace) -> int:
     if rows:
         write_summary_csv(rows, combined)
     return 1 if failures else 0
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """What the options say of every file: pixel size, data bar row and shape (``--image``)."""
+
+    pixel_size_nm: float | None = None
+    data_bar_row: int | None = None
+    shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> _Scale:
+        """From ``--pixel-size``, ``--image`` and ``--unit``; a bad option is a CliError."""
+        pixel_nm = None
+        if args.pixel_size is not None:
+            try:
+                pixel_nm = parse_pixel_size(args.pixel_size)
+            except ValueError as exc:
+                raise CliError(f"--pixel-size: {exc}") from None
+        scale = cls(pixel_nm) if args.image is None else cls._from_image(args, pixel_nm)
+        if args.unit not in ("auto", "px") and scale.pixel_size_nm is None:
+            raise CliError(f"--unit {args.unit} needs a pixel size (--pixel-size or --image)")
+        return scale
+
+    @classmethod
+    def _from_image(cls, args: argparse.Namespace, pixel_nm: float | None) -> _Scale:
+        from ..io.images import ImageReadError, read_sample
+
+        if len(args.labels) != 1:
+            raise CliError(
+                f"--image {args.image} goes with one LABELS file, not {len(args.labels)}"
+            )
+        try:
+            img = read_sample(args.image)
+        except ImageReadError as exc:
+            raise CliError(str(exc)) from None
+        if pixel_nm is None:
+            pixel_nm = img.pixel_size_nm
+            if pixel_nm is None:
+                print(
+                    f"poregrain measure: {args.image}: no pixel size in its metadata; "
+                    "lengths are in pixels (give --pixel-size)",
+                    file=sys.stderr,
+                )
+        return cls(pixel_nm, img.data_bar_row, tuple(img.shape[-2:]))
+
+
+def _measure_file(path: Path, args: argparse.Namespace, scale: _Scale) -> Measurement:
+    """Measure one label file and write its two files; problems raise (the caller reports)."""
+    from ..io.images import read_labels
+
+    class_map = read_labels(path)
+    if scale.shape is not None and scale.shape != class_map.shape:
+        raise ValueError(f"its shape {class_map.shape} differs from {args.image}'s {scale.shape}")
+    objects, summary = export_paths(args.out / path.stem)
+    taken = None if args.overwrite else first_existing((objects, summary))
+    if taken is not None:
+        raise ValueError(f"{taken} exists already; pass --overwrite to replace it")
+    sample = class_map_sample(
+        class_map, scale.pixel_size_nm, data_bar_row=scale.data_bar_row, name=str(path)
+    )
+    m = measure(sample, min_size=args.min_size, unit=args.unit)
+    write_objects_csv(m, objects)
+    write_summary_json(m, summary)
+    return m
 
 
 def _line(path: Path, s: dict) -> str:

@@ -57,16 +57,16 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.images:
         try:
-            img = read_sample(path)
+            sample = read_sample(path)
             with TileBar(path.name) as bar:
                 result = predict(
-                    img.pixels,
+                    sample,
                     model,
                     tile=args.tile,
                     overlap=args.overlap,
                     batch_size=args.batch,
                     device=args.device,
-                    content_rows=img.data_bar_row,
+                    precision=args.precision,
                     progress=bar.update_to,
                 )
             write_labels(args.out / f"{path.stem}.png", result.labels)

@@ -21,39 +21,33 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import numpy as np
-
+from ..sample import Sample
 from . import CliError
-from ._files import files_by_stem
+from ._files import files_by_stem, pair_by_stem
 from ._seed import seed_split
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # TrainConfig fields settable from the command line: option dest -> field name.
-_OPTIONS = {
-    "steps": "steps",
-    "epochs": "epochs",
-    "steps_per_epoch": "steps_per_epoch",
-    "crop": "crop",
-    "batch": "batch",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "warmup": "warmup",
-    "device": "device",
-    "seed": "seed",
-    "val_fraction": "val_fraction",
-    "patience": "patience",
-    "scale_range": "scale_range",
-    "class_balance": "class_balance",
-    "workers": "num_workers",
-    "freeze_bn": "freeze_bn",
-}
+_SAME = "steps epochs steps_per_epoch crop batch lr weight_decay warmup device seed val_fraction"
+_OPTIONS = {n: n for n in f"{_SAME} patience scale_range class_balance freeze_bn".split()}
+_OPTIONS["workers"] = "num_workers"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    _data_arguments(p)
+    _model_arguments(p)
+    _schedule_arguments(p)
+    _sampling_arguments(p)
+    p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
+    p.add_argument("--name", help="the model's name (default: the file's stem)")
+    p.add_argument("--out", required=True, type=Path, metavar="MODEL.safetensors")
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, metavar="DIR", help="training images")
     src.add_argument("--data-dir", type=Path, metavar="D", help="the seed's dataset layout")
@@ -68,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="without validation images: share of each image's labelled pixels held out "
         "(a contiguous block; default 0.2)",
     )
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--init",
         default=None,
@@ -78,31 +75,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder", default=None, help=f"encoder for --init scratch ({', '.join(ENCODERS)}, ...)"
     )
+
+
+_SCHEDULE = (  # (option, type, help) of the plain numeric options, in --help order
+    (
+        "--steps-per-epoch",
+        int,
+        "steps between validations (default: enough crops to cover the labelled area once, "
+        "at least 10)",
+    ),
+    ("--crop", int, "training crop side (default 256)"),
+    ("--batch", int, "crops per step (default 4)"),
+    ("--lr", float, "peak learning rate (default 1e-3)"),
+    ("--weight-decay", float, "AdamW weight decay (1e-4)"),
+    ("--warmup", int, "warm-up steps (default: a tenth, at most 200)"),
+    (
+        "--patience",
+        int,
+        "stop after N epochs without a better validation IoU (default 10; 0: never)",
+    ),
+)
+
+
+def _schedule_arguments(p: argparse.ArgumentParser) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, metavar="N", help="optimisation steps (default 300)")
     length.add_argument(
         "--epochs", type=int, metavar="N", help="epochs of --steps-per-epoch steps"
     )
-    p.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        metavar="N",
-        help="steps between validations (default: enough crops to cover the labelled "
-        "area once, at least 10)",
-    )
-    p.add_argument("--crop", type=int, metavar="N", help="training crop side (default 256)")
-    p.add_argument("--batch", type=int, metavar="N", help="crops per step (default 4)")
-    p.add_argument("--lr", type=float, metavar="F", help="peak learning rate (default 1e-3)")
-    p.add_argument("--weight-decay", type=float, metavar="F", help="AdamW weight decay (1e-4)")
-    p.add_argument(
-        "--warmup", type=int, metavar="N", help="warm-up steps (default: a tenth, at most 200)"
-    )
-    p.add_argument(
-        "--patience",
-        type=int,
-        metavar="N",
-        help="stop after N epochs without a better validation IoU (default 10; 0: never)",
-    )
+    for option, kind, text in _SCHEDULE:
+        p.add_argument(option, type=kind, metavar="N" if kind is int else "F", help=text)
+
+
+def _sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale-range",
         type=float,
@@ -117,64 +122,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
     p.add_argument("--seed", type=int, metavar="N")
     p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (default 0)")
-    p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
-    p.add_argument("--name", help="the model's name (default: the file's stem)")
-    p.add_argument("--out", required=True, type=Path, metavar="MODEL.safetensors")
 
 
-# --------------------------------------------------------------------------------- data
-
-
-def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[Path, Path]]:
+def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[str, Path, Path]]:
     from ..io.images import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
     if labels is None:
         raise CliError(f"{option} DIR is required (the label maps of the images)")
     ims = files_by_stem(images, IMAGE_SUFFIXES, "image")
     labs = files_by_stem(labels, LABEL_SUFFIXES, "label")
-    for stem, path in ims.items():
-        if stem not in labs:
-            raise CliError(f"{path}: no label file named {stem}.* in {labels}")
-    for stem, path in labs.items():
-        if stem not in ims:
-            raise CliError(f"{path}: no image named {stem}.* in {images}")
-    return [(ims[s], labs[s]) for s in sorted(ims)]
+    return pair_by_stem(ims, labs, "image", "label")
 
 
-def _seed_split(data_dir: Path, split: str, required: bool) -> list[tuple[Path, Path]] | None:
-    triples = seed_split(data_dir, split, required)
-    return None if triples is None else [(image, label) for _, image, label in triples]
-
-
-def read_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """An image (rows above its data bar) and its label map, checked to match."""
-    from ..io.images import ImageReadError, read_labels, read_sample
+def read_pair(image_path: Path, label_path: Path) -> Sample:
+    """An image and its label map as a Sample (its data bar is never trained on)."""
+    from ..io.images import ImageReadError, read_sample
 
     try:
-        img = read_sample(image_path)
-        labels = read_labels(label_path)
+        sample = read_sample(image_path, labels=label_path)
     except ImageReadError as exc:
         raise CliError(str(exc)) from None
-    data = img.pixels
-    if data.ndim != (3 if img.rgb else 2):
-        raise CliError(f"{image_path}: expected a 2-D image, got shape {data.shape}")
-    if data.shape[:2] != labels.shape:
-        raise CliError(
-            f"{label_path}: labels are {labels.shape[0]}x{labels.shape[1]} but the image "
-            f"{image_path.name} is {data.shape[0]}x{data.shape[1]}"
-        )
-    if img.data_bar_row is not None:  # the data bar is never trained on
-        data, labels = img.content(), labels[: img.data_bar_row]
-    return data, labels
+    if sample.is_stack:
+        raise CliError(f"{image_path}: expected a 2-D image, got shape {sample.pixels.shape}")
+    return replace(sample, name=image_path.name)
 
 
-def _read_all(pairs: list[tuple[Path, Path]], desc: str) -> tuple[list, list[str]]:
+def _read_all(triples: list[tuple[str, Path, Path]], desc: str) -> list[Sample]:
+    """Samples of the ``(stem, image, labels)`` files, with a progress bar."""
     from tqdm import tqdm
 
-    bar = tqdm(pairs, desc=desc, unit="image", file=sys.stderr, leave=False, disable=None)
+    bar = tqdm(triples, desc=desc, unit="image", file=sys.stderr, leave=False, disable=None)
     with bar:
-        arrays = [read_pair(i, lab) for i, lab in bar]
-    return arrays, [p.name for p, _ in pairs]
+        return [read_pair(image, labels) for _, image, labels in bar]
 
 
 def _recipe_data(args: argparse.Namespace):
@@ -185,20 +164,11 @@ def _recipe_data(args: argparse.Namespace):
         split = load_split(recipe)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
-    train = [
-        (f"{src}/{stem}", im, lab) for src, items in split.train.items() for stem, im, lab in items
-    ]
-    val = [
-        (f"{src}/{stem}", im, lab) for src, items in split.val.items() for stem, im, lab in items
-    ]
-    return recipe, train, val
-
-
-# --------------------------------------------------------------------------------- config
+    return recipe, split.samples("train"), split.samples("val")
 
 
 def _config(args: argparse.Namespace, recipe_train: dict | None):
-    from ..training.trainer import TrainConfig
+    from ..training.config import TrainConfig
 
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig()
@@ -224,39 +194,28 @@ def _config(args: argparse.Namespace, recipe_train: dict | None):
 
 
 def _init_model(spec: str, encoder: str | None):
-    from ..model import CheckpointError, load_checkpoint, resolve_model
+    from ..model import DEFAULT_MODEL_PATH, CheckpointError, load_checkpoint, resolve_model
 
     if spec == "scratch":
         return None
     if encoder is not None:
         raise CliError("--encoder applies to --init scratch only (a starting model has its own)")
     try:
-        if spec == "default":
-            from ..model import DEFAULT_MODEL_PATH
-
-            if not DEFAULT_MODEL_PATH.is_file():
-                raise CliError(
-                    "no default model is installed yet; pass --init scratch or --init "
-                    "MODEL.safetensors"
-                )
+        if spec == "default" and not DEFAULT_MODEL_PATH.is_file():
+            raise CliError(
+                "no default model is installed yet; pass --init scratch or --init "
+                "MODEL.safetensors"
+            )
         return load_checkpoint(resolve_model(spec))
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
 
 
-# --------------------------------------------------------------------------------- run
-
-
 def _add_source_report(path: Path, recipe, half: bool) -> None:
     """Store the best model's validation IoU per recipe source, with baselines, in its metadata."""
-    from ..model import load_checkpoint, save_checkpoint
-    from ..training.recipe import load_split, validation_report
+    from ..training.recipe import add_source_report
 
-    model = load_checkpoint(path)
-    report = validation_report(load_split(recipe), model)
-    model.meta.provenance["validation_by_source"] = report
-    save_checkpoint(model, path, half=half, overwrite=True)
-    for source, rows in report.items():
+    for source, rows in add_source_report(path, recipe, half).items():
         cells = "  ".join(
             f"{kind} {_fmt(rows[kind]['mean_iou'])}" for kind in ("model", "otsu", "majority")
         )
@@ -293,8 +252,50 @@ class _Reporter:
         self.bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..training.trainer import log_path_for, train
+class _CtrlC:
+    """While entered: the first Ctrl-C asks to stop after the current step, a second aborts."""
+
+    asked = False  # set on the instance by the first Ctrl-C
+    previous = None  # the handler to restore
+
+    def __call__(self, signum, frame) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        print(
+            "\nporegrain train: stopping after this step (Ctrl-C again to abort)", file=sys.stderr
+        )
+
+    def stop_requested(self) -> bool:
+        return self.asked
+
+    def __enter__(self) -> _CtrlC:
+        try:
+            self.previous = signal.signal(signal.SIGINT, self)
+        except ValueError:  # not the main thread: no graceful Ctrl-C
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+@dataclass
+class _Job:
+    """What one run trains on (Samples) and from (starting model, settings)."""
+
+    samples: list[Sample]
+    val: list[Sample] | None
+    model: object  # a LoadedModel, or None: from scratch
+    cfg: object  # the TrainConfig
+    name: str | None
+    extra: dict = field(default_factory=dict)  # provenance entries
+    recipe: object = None
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from ..training.config import log_path_for
 
     out = args.out
     if out.suffix != ".safetensors":
@@ -308,80 +309,68 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("give --val-images/--val-labels or --val-fraction, not both")
     if args.images is None and args.labels is not None:
         raise CliError("--labels goes with --images")
+    if args.config is not None and args.val_images is not None:
+        raise CliError("--val-images is not used with --config (the recipe fixes the split)")
+    if args.data_dir is not None and args.val_images is not None:
+        raise CliError("--val-images is not used with --data-dir (it reads val.txt)")
 
-    recipe = None
-    extra: dict = {}
-    val_pairs = val_names = None
-    if args.config is not None:
-        if args.val_images is not None:
-            raise CliError("--val-images is not used with --config (the recipe fixes the split)")
-        recipe, train_items, val_items = _recipe_data(args)
-        pairs = [(im, lab) for _, im, lab in train_items]
-        names = [n for n, _, _ in train_items]
-        if val_items:
-            val_pairs = [(im, lab) for _, im, lab in val_items]
-            val_names = [n for n, _, _ in val_items]
-        extra["recipe_file"] = recipe.path.name
-        extra["sources"] = [s.name for s in recipe.sources]
-        init_spec = args.init or recipe.model.get("init", "scratch")
-        encoder = args.encoder or (recipe.model.get("encoder") if init_spec == "scratch" else None)
-        name = args.name or recipe.model.get("name")
-    else:
-        if args.data_dir is not None:
-            if args.val_images is not None:
-                raise CliError("--val-images is not used with --data-dir (it reads val.txt)")
-            train_files = _seed_split(args.data_dir, "train", required=True)
-            val_files = _seed_split(args.data_dir, "val", required=False)
-        else:
-            train_files = _folder_pairs(args.images, args.labels, "--labels")
-            val_files = None
-            if args.val_images is not None:
-                val_files = _folder_pairs(args.val_images, args.val_labels, "--val-labels")
-        init_spec, encoder, name = args.init or "default", args.encoder, args.name
-        model = _init_model(init_spec, encoder)  # fail fast, before reading the images
-        pairs, names = _read_all(train_files, "read images")
-        if val_files:
-            val_pairs, val_names = _read_all(val_files, "read validation images")
-    cfg = _config(args, recipe.train if recipe is not None else None)
-    if recipe is not None:
-        model = _init_model(init_spec, None if init_spec == "scratch" else args.encoder)
+
+def _recipe_job(args: argparse.Namespace) -> _Job:
+    recipe, samples, val = _recipe_data(args)
+    init_spec = args.init or recipe.model.get("init", "scratch")
+    encoder = args.encoder or (recipe.model.get("encoder") if init_spec == "scratch" else None)
+    cfg = _config(args, recipe.train)
+    model = _init_model(init_spec, None if init_spec == "scratch" else args.encoder)
     if model is None and encoder is not None:
         cfg.encoder = encoder
-    if model is None and recipe is not None and "refine" in recipe.model:
+    if model is None and "refine" in recipe.model:
         cfg.refine = bool(recipe.model["refine"])
+    extra = {"recipe_file": recipe.path.name, "sources": [s.name for s in recipe.sources]}
     if model is not None:
         extra["init"] = init_spec
+    name = args.name or recipe.model.get("name")
+    return _Job(samples, val or None, model, cfg, name, extra, recipe)
 
-    stop = {"asked": False}
 
-    def on_sigint(signum, frame):
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        print(
-            "\nporegrain train: stopping after this step (Ctrl-C again to abort)", file=sys.stderr
-        )
+def _files_job(args: argparse.Namespace) -> _Job:
+    if args.data_dir is not None:
+        train_files = seed_split(args.data_dir, "train", required=True)
+        val_files = seed_split(args.data_dir, "val", required=False)
+    else:
+        train_files = _folder_pairs(args.images, args.labels, "--labels")
+        val_files = None
+        if args.val_images is not None:
+            val_files = _folder_pairs(args.val_images, args.val_labels, "--val-labels")
+    init_spec = args.init or "default"
+    model = _init_model(init_spec, args.encoder)  # fail fast, before reading the images
+    samples = _read_all(train_files, "read images")
+    val = _read_all(val_files, "read validation images") if val_files else None
+    cfg = _config(args, None)
+    if model is None and args.encoder is not None:
+        cfg.encoder = args.encoder
+    extra = {"init": init_spec} if model is not None else {}
+    return _Job(samples, val, model, cfg, args.name, extra)
 
-    try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread: no graceful Ctrl-C
-        previous = None
-    reporter = _Reporter()
-    try:
-        result = train(
-            pairs, cfg, model, out, val_pairs=val_pairs, names=names, val_names=val_names,
-            progress=reporter, should_stop=lambda: stop["asked"], name=name, half=args.half,
-            provenance=extra,
-        )  # fmt: skip
-    except (ValueError, FileExistsError, FloatingPointError) as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        reporter.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
-    if recipe is not None and result.path is not None and val_pairs and not result.cancelled:
-        _add_source_report(result.path, recipe, args.half)
+def _train(job: _Job, args: argparse.Namespace):
+    from ..training.trainer import Trainer
+
+    with _CtrlC() as ctrl_c:
+        reporter = _Reporter()
+        try:
+            trainer = Trainer(
+                job.samples, job.cfg, job.model, args.out, val_samples=job.val,
+                progress=reporter, should_stop=ctrl_c.stop_requested, name=job.name,
+                half=args.half, provenance=job.extra,
+            )  # fmt: skip
+            return trainer.fit()
+        except (ValueError, FileExistsError, FloatingPointError) as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            reporter.close()
+
+
+def _print_result(result) -> None:
     how = "cancelled" if result.cancelled else "stopped early" if result.stopped_early else "done"
     print(f"{how}: {result.steps} of {result.total_steps} steps in {result.seconds:.0f} s")
     if result.path is None:
@@ -396,4 +385,13 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"model: {result.path}")
     print(f"log: {result.log_path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    job = _recipe_job(args) if args.config is not None else _files_job(args)
+    result = _train(job, args)
+    if job.recipe is not None and result.path is not None and job.val and not result.cancelled:
+        _add_source_report(result.path, job.recipe, args.half)
+    _print_result(result)
     return 130 if result.cancelled else 0

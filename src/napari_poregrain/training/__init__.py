@@ -1,1 +1,15 @@
-"""Training and fine-tuning: configuration, crop sampling, the training loop, recipes."""
+"""Training and fine-tuning: the recipe (:mod:`.config`), data and crops (:mod:`.data`), the loss
+(:mod:`.loss`), validation (:mod:`.validation`), the :class:`Trainer` and training recipes."""
+
+from .config import TrainConfig, TrainEvent, TrainResult, load_training_log, log_path_for
+from .trainer import Trainer, train
+
+__all__ = [
+    "TrainConfig",
+    "TrainEvent",
+    "TrainResult",
+    "Trainer",
+    "load_training_log",
+    "log_path_for",
+    "train",
+]

@@ -17,13 +17,15 @@ is not taught that pores are matrix or grain).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from ..classes import GRAIN, IGNORE, MATRIX, PORE
+from ..preprocess import to_grey
+from ..sample import Sample
 from ..synthetic import Style, make_sample
 
 if sys.version_info >= (3, 11):
@@ -61,10 +63,17 @@ class Recipe:
 
 @dataclass
 class Split:
-    """Pairs of (image, labels) with names, per source."""
+    """Labelled Samples (named by file stem), per source: grey, with their data bar row."""
 
-    train: dict[str, list[tuple[str, np.ndarray, np.ndarray]]]
-    val: dict[str, list[tuple[str, np.ndarray, np.ndarray]]]
+    train: dict[str, list[Sample]]
+    val: dict[str, list[Sample]]
+
+    def samples(self, part: str) -> list[Sample]:
+        """Every Sample of ``part`` (``"train"`` or ``"val"``), named ``source/stem``."""
+        by_source = self.train if part == "train" else self.val
+        return [
+            replace(s, name=f"{src}/{s.name}") for src, items in by_source.items() for s in items
+        ]
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -102,61 +111,72 @@ def unlabelled_pores(image: np.ndarray) -> np.ndarray:
 
 
 def load_split(recipe: Recipe) -> Split:
-    """Read every source and split it into training and validation pairs."""
-    from ..io.images import read_labels, read_sample
-
+    """Read every source and split it into training and validation Samples."""
     split = Split({}, {})
     for src in recipe.sources:
-        if src.synthetic:
-            train, val = _synthetic(src)
-        else:
-            train, val = [], []
-            labels = {p.stem: p for p in sorted(src.labels.iterdir()) if p.is_file()}
-            images = sorted(p for p in src.images.iterdir() if p.stem in labels)
-            if not images:
-                raise ValueError(f"source {src.name}: no image in {src.images} has a label")
-            held = set(src.val)
-            if src.val_last:
-                held |= {p.stem for p in images[-src.val_last :]}
-            for p in images:
-                img = read_sample(p)
-                image = img.pixels if img.pixels.ndim == 2 else img.pixels[..., :3].mean(-1)
-                lab = read_labels(labels[p.stem])
-                if lab.shape != image.shape[:2]:
-                    raise ValueError(
-                        f"{labels[p.stem]}: labels {lab.shape} != image {image.shape}"
-                    )
-                # only the rows above a data bar: its pixels would skew the intensity range
-                image, lab = image[: img.data_bar_row], lab[: img.data_bar_row].copy()
-                if src.pores_unlabelled and p.stem not in held:
-                    lab[unlabelled_pores(image) & (lab != IGNORE)] = IGNORE
-                (val if p.stem in held else train).append((p.stem, image, lab))
+        train, val = _synthetic(src) if src.synthetic else _folder(src)
         split.train[src.name] = train * max(1, src.repeat)
         split.val[src.name] = val
     return split
 
 
-def _synthetic(src: Source):
+def _folder(src: Source) -> tuple[list[Sample], list[Sample]]:
+    """The source's image/label pairs as grey Samples, split by stem."""
+    from ..io.images import read_sample
+
+    labels = {p.stem: p for p in sorted(src.labels.iterdir()) if p.is_file()}
+    images = sorted(p for p in src.images.iterdir() if p.stem in labels)
+    if not images:
+        raise ValueError(f"source {src.name}: no image in {src.images} has a label")
+    held = set(src.val)
+    if src.val_last:
+        held |= {p.stem for p in images[-src.val_last :]}
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for p in images:
+        sample = read_sample(p, labels=labels[p.stem])
+        if sample.rgb:
+            sample = replace(sample, pixels=to_grey(sample.pixels), rgb=False)
+        sample = replace(sample, name=p.stem)
+        if p.stem in held:
+            val.append(sample)
+            continue
+        if src.pores_unlabelled:
+            sample = _without_pores(sample)
+        train.append(sample)
+    return train, val
+
+
+def _without_pores(sample: Sample) -> Sample:
+    """Pore-like dark pixels above the data bar become 255 (only those rows: the bar's pixels
+    would skew the intensity statistics)."""
+    labels = np.array(sample.labels, np.uint8)
+    rows = labels[: sample.rows]
+    rows[unlabelled_pores(sample.content()) & (rows != IGNORE)] = IGNORE
+    return sample.with_labels(labels)
+
+
+def _synthetic(src: Source) -> tuple[list[Sample], list[Sample]]:
     rng = np.random.default_rng(src.seed)
-
-    def one(i: int):
-        style = Style(
-            matrix=rng.uniform(0.35, 0.6),
-            grain=rng.uniform(0.6, 0.85),
-            pore=rng.uniform(0.02, 0.25),
-            rim=rng.uniform(0.0, 0.15),
-            texture=rng.uniform(0.03, 0.1),
-            noise=rng.uniform(0.02, 0.1),
-            blur=rng.uniform(0.5, 1.5),
-            grain_fraction=rng.uniform(0.15, 0.5),
-            grain_radius=rng.uniform(12, 50),
-            pore_radius=rng.uniform(2, 8),
-        )
-        image, labels = make_sample((src.size, src.size), seed=src.seed * 1000 + i, style=style)
-        return f"{src.name}-{i}", image, labels
-
-    items = [one(i) for i in range(src.count + src.val_count)]
+    items = [_synthetic_sample(src, rng, i) for i in range(src.count + src.val_count)]
     return items[: src.count], items[src.count :]
+
+
+def _synthetic_sample(src: Source, rng: np.random.Generator, i: int) -> Sample:
+    style = Style(
+        matrix=rng.uniform(0.35, 0.6),
+        grain=rng.uniform(0.6, 0.85),
+        pore=rng.uniform(0.02, 0.25),
+        rim=rng.uniform(0.0, 0.15),
+        texture=rng.uniform(0.03, 0.1),
+        noise=rng.uniform(0.02, 0.1),
+        blur=rng.uniform(0.5, 1.5),
+        grain_fraction=rng.uniform(0.15, 0.5),
+        grain_radius=rng.uniform(12, 50),
+        pore_radius=rng.uniform(2, 8),
+    )
+    image, labels = make_sample((src.size, src.size), seed=src.seed * 1000 + i, style=style)
+    return Sample(image, labels=labels, name=f"{src.name}-{i}")
 
 
 def baseline(
@@ -176,33 +196,53 @@ def baseline(
     return np.full(image.shape[:2], majority, np.uint8)
 
 
+def _usable(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels and labels above the data bar (labels outside the region: 255)."""
+    return np.asarray(sample.content()), sample.content(sample.masked_labels())
+
+
+def _majority(samples: list[Sample]) -> int:
+    counts = np.zeros(256, np.int64)
+    for sample in samples:
+        counts += np.bincount(_usable(sample)[1].ravel(), minlength=256)
+    return int(np.argmax(counts[:3]))
+
+
 def validation_report(split: Split, model, progress=None, **predict_kwargs) -> dict:
-    """Per source: the model's and the baselines' metrics on the held-out pairs.
+    """Per source: the model's and the baselines' metrics on the held-out Samples.
 
     Baselines: ``otsu`` (pore at or below Otsu's threshold over the labelled
     pixels, else matrix) and
     ``majority`` (every pixel the most frequent labelled class of the source's
-    training pairs).
+    training Samples).
     """
     from ..analysis.metrics import ConfusionMatrix
     from ..inference.predict import predict
 
     report = {}
-    for name, pairs in split.val.items():
-        if not pairs:
+    for name, samples in split.val.items():
+        if not samples:
             continue
-        counts = np.zeros(256, np.int64)
-        for _, _, lab in split.train.get(name) or pairs:
-            counts += np.bincount(lab.ravel(), minlength=256)
-        majority = int(np.argmax(counts[:3]))
+        majority = _majority(split.train.get(name) or samples)
         cms = {k: ConfusionMatrix() for k in ("model", "otsu", "majority")}
-        for stem, image, lab in pairs:
-            pred = predict(image, model, **predict_kwargs).labels
-            cms["model"].update(lab, pred)
+        for sample in samples:
+            image, lab = _usable(sample)
+            cms["model"].update(lab, predict(image, model, **predict_kwargs).labels)
             cms["otsu"].update(lab, baseline(image, "otsu", lab))
             cms["majority"].update(lab, baseline(image, "majority", majority=majority))
             if progress is not None:
-                progress(name, stem)
+                progress(name, sample.name)
         report[name] = {k: cm.to_dict() for k, cm in cms.items()}
-        report[name]["images"] = [stem for stem, _, _ in pairs]
+        report[name]["images"] = [sample.name for sample in samples]
+    return report
+
+
+def add_source_report(path: str | Path, recipe: Recipe, half: bool = False) -> dict:
+    """Store a checkpoint's validation report per source (with baselines) in its metadata."""
+    from ..model import load_checkpoint, save_checkpoint
+
+    model = load_checkpoint(path)
+    report = validation_report(load_split(recipe), model)
+    model.meta.provenance["validation_by_source"] = report
+    save_checkpoint(model, path, half=half, overwrite=True)
     return report

@@ -1,0 +1,123 @@
+"""The skeleton of a dock that runs one background task with progress, cancel and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ._worker import BackgroundTask, Work
+
+
+class TaskDock(QWidget):
+    """A dock with a run button, Cancel, a progress bar and a status line; one task at a time.
+
+    Subclasses set ``title`` (notifications of :meth:`fail` start with it), ``failed`` (the
+    start of a task error's message) and the texts below if they differ, implement
+    ``make_job``, ``on_done`` and ``starting``, and may extend ``update_state``. Progress
+    payloads are ``(done, total)``; override ``on_progress`` for others.
+    """
+
+    title = ""
+    failed = "failed"
+    cancelling_text = "Cancelling…"
+    cancelled_text = "Cancelled."
+    known_errors: tuple[type[BaseException], ...] = (ValueError, FileExistsError)
+
+    def __init__(self, napari_viewer, run_text: str) -> None:
+        super().__init__()
+        self._viewer = napari_viewer
+        self._task: BackgroundTask | None = None
+        self._run = PushButton(text=run_text)
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="progress", value=0, max=1)
+        self._status = Label(value="")
+        self._status.native.setWordWrap(True)
+        self._run.clicked.connect(self.run)
+        self._cancel.clicked.connect(self.cancel)
+        self._layout = QVBoxLayout(self)
+
+    def task_controls(self) -> list:
+        """Run and Cancel side by side, the progress bar and the status line."""
+        buttons = Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False)
+        return [buttons, self._progress, self._status]
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+
+    def run(self) -> None:
+        """Read the inputs (GUI thread) and start the task; bad input: one sentence, no task."""
+        if self.busy:
+            return
+        try:
+            job = self.make_job()
+        except ValueError as exc:
+            self.fail(str(exc))
+            return
+        self.start(job, self.on_done, self.starting(job))
+
+    def make_job(self) -> Work:  # pragma: no cover - every dock implements it
+        """The task, from the inputs; ValueError in one sentence when they do not fit."""
+        raise NotImplementedError
+
+    def starting(self, job) -> str:
+        """Prepare the display for ``job``; the status line while it runs."""
+        return "Working…"
+
+    def on_done(self, result) -> None:  # pragma: no cover - every dock implements it
+        """Show the task's result (GUI thread)."""
+        raise NotImplementedError
+
+    def update_state(self, *_) -> None:
+        """Enable the controls for the current state (extend in subclasses)."""
+        self._run.enabled = not self.busy
+        self._cancel.enabled = self.busy
+
+    # -- the task ----------------------------------------------------------------------------
+    def start(self, work: Work, on_returned: Callable[[Any], None], status: str) -> None:
+        """Run ``work(emit, should_stop)`` in the background; ``on_returned(result)`` after."""
+        self._task = BackgroundTask(
+            work,
+            on_progress=self.on_progress,
+            on_returned=on_returned,
+            on_cancelled=self.on_cancelled,
+            on_errored=self.on_error,
+            on_finished=self.on_finished,
+        )
+        self._progress.value = 0
+        self._status.value = status
+        self.update_state()
+        self._task.start()
+
+    def cancel(self) -> None:
+        """Ask the running task to stop."""
+        if self._task is not None:
+            self._task.cancel()
+            self._status.value = self.cancelling_text
+
+    def on_progress(self, payload) -> None:
+        done, total = payload
+        self._progress.max = total
+        self._progress.value = done
+
+    def fail(self, msg: str) -> None:
+        """Show ``msg`` in the status line and as a napari notification."""
+        self._status.value = msg
+        show_error(f"{self.title}: {msg}" if self.title else msg)
+
+    def on_cancelled(self) -> None:
+        self._status.value = self.cancelled_text
+
+    def on_error(self, exc: Exception) -> None:
+        text = str(exc) if isinstance(exc, self.known_errors) else repr(exc)
+        self._status.value = f"{self.failed}: {text}"
+        show_error(self._status.value)
+
+    def on_finished(self) -> None:
+        self._task = None
+        self._progress.max = max(self._progress.max, 1)
+        self.update_state()

@@ -51,6 +51,25 @@ class Sample:
         if self.data_bar_row is not None and not 0 < self.data_bar_row <= self.height:
             raise ValueError(f"data bar row {self.data_bar_row} outside the image's rows")
 
+    # -- arrays without a file or a layer ---------------------------------------------------
+    @classmethod
+    def from_array(cls, pixels: Any, **fields: Any) -> Sample:
+        """An array held in memory (or lazy) as a Sample; colour is guessed when not given."""
+        if "rgb" not in fields:
+            from .preprocess import is_rgb
+
+            fields["rgb"] = is_rgb(pixels)
+        return cls(pixels, **fields)
+
+    @classmethod
+    def of_labels(cls, class_map: Any, **fields: Any) -> Sample:
+        """A class map alone (a label file without its image), for measuring or scoring.
+
+        Its pixels are a read-only zero view of the map's shape (nothing to segment).
+        """
+        labels = np.asarray(class_map)
+        return cls(np.broadcast_to(np.uint8(0), labels.shape), labels=labels, **fields)
+
     # -- geometry ------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:

@@ -116,29 +116,9 @@ _PROPS = {
 _STRUCT = np.ones((3, 3), bool)
 
 
-def class_map_sample(
-    class_map: Any,
-    pixel_size_nm: float | None = None,
-    *,
-    data_bar_row: int | None = None,
-    valid: np.ndarray | None = None,
-    name: str = "",
-) -> Sample:
-    """A Sample of a class map alone (a label file without its image), for measuring/scoring.
-
-    Its pixels are a read-only zero view of the map's shape (nothing to segment), its labels
-    the map itself.
-    """
-    labels = np.asarray(class_map)
-    pixels = np.broadcast_to(np.uint8(0), labels.shape)
-    return Sample(
-        pixels,
-        labels=labels,
-        pixel_size_nm=pixel_size_nm,
-        data_bar_row=data_bar_row,
-        valid=valid,
-        name=name,
-    )
+def class_map_sample(class_map: Any, pixel_size_nm: float | None = None, **fields: Any) -> Sample:
+    """A Sample of a class map alone (see :meth:`Sample.of_labels`)."""
+    return Sample.of_labels(class_map, pixel_size_nm=pixel_size_nm, **fields)
 
 
 class _Steps:

@@ -34,7 +34,9 @@ def test_sample_data_contributions():
     [(image, kwargs, kind)] = shale_sample()
     assert kind == "image" and image.shape == (1024, 1024)
     assert kwargs["scale"] == (0.01, 0.01) and kwargs["metadata"]["pixel_size_nm"] == 10.0
+    assert kwargs["units"] == ("micrometer", "micrometer")  # physical units, not bare numbers
     layers = shale_sample_with_truth()
+    assert all(k["units"] == ("micrometer", "micrometer") for _, k, _ in layers)
     assert [k for _, _, k in layers] == ["image", "labels", "labels"]
     grains, pores = layers[1][0], layers[2][0]
     _, truth = make_sample((1024, 1024), seed=0)

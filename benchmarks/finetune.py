@@ -1,19 +1,24 @@
-"""Fine-tuning on one corrected 1024x1024 image: how long it takes and what IoU it gains.
+"""Learning from one correction: zero-shot and fine-tuned IoU, and seconds, on three cases.
 
-    python benchmarks/finetune.py [--model normal|default|PATH] [--steps 60,120,200] [--quick]
+    python benchmarks/finetune.py [--cases zeiss,duvernay,synthetic] [--steps N] [--crop N]
+        [--focus F] [--encoder-lr F] [--freeze-encoder N] [--label NAME] [--quick]
 
-The scenario of the fine-tuning loop: a model meets images from another microscope or detector,
-played by the synthetic generator's shifted style (``synthetic.SHIFTED``). One 1024x1024
-shifted image with exact labels stands for the user's corrected image; a second one (another
-seed) is held out. For each step budget the script times ``training.train`` on the corrected
-image (wall clock, everything included: normalisation, crops, augmentation, the validations on
-the held-out block and the checkpoint writes) and scores the held-out image with ``predict``
-before and after (per-class IoU).
+The protocol (none of it uses the images kept for acceptance):
 
-The starting model (``--model``): ``normal`` trains one on the normal synthetic style first
-(``--base-steps``; not timed, cached in the temp folder), ``default`` is the shipped model (the
-``normal`` base when none is installed), or a checkpoint file. Results:
-benchmarks/results/finetune.json. Goal: a useful gain in under 2 minutes on 2 CPU cores.
+* ``zeiss``: Zeiss ``train_4`` (7.4 nm pixels, the magnification furthest from the other Zeiss
+  images, held out of the default model's training): its left half is the user's correction,
+  its right half is scored.
+* ``duvernay``: leave-one-out over Duvernay tiles held out of the default model's training (the
+  last 14 of the mosaic, see ``recipes/default-model.toml``): fine-tune on the first two, score
+  the next ones. Pore-like dark pixels are left unlabelled in the correction, as in training.
+* ``synthetic``: a synthetic style the model never saw (``UNSEEN``, grains darker than the
+  matrix): one corrected image, a second one scored.
+
+Every case starts from the same model (``--model``, default the shipped one), fine-tunes with
+``training.finetune_config()`` (options override single settings) and scores with ``predict``.
+``seconds`` is the wall clock of the fine-tune (everything: the starting model's prediction and
+validation, crops, steps, checkpoint). Results: ``benchmarks/results/finetune[-LABEL].json``.
+Goal: the fine-tuned per-class IoU at least halves the distance from zero-shot to 1.0.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from _common import (
     apply_threads,
     describe_machine,
-    int_list,
+    load_model,
     machine_info,
     script_parser,
     table,
@@ -34,127 +41,176 @@ from _common import (
 )
 
 from napari_poregrain.analysis.metrics import ConfusionMatrix
-from napari_poregrain.classes import CLASS_NAMES
+from napari_poregrain.classes import CLASS_NAMES, IGNORE
 from napari_poregrain.inference.predict import predict, resolve_device
-from napari_poregrain.model import DEFAULT_MODEL_PATH, LoadedModel, load_checkpoint
-from napari_poregrain.synthetic import SHIFTED, make_sample
-from napari_poregrain.training import TrainConfig, train
+from napari_poregrain.model import LoadedModel, load_checkpoint
+from napari_poregrain.sample import Sample
+from napari_poregrain.synthetic import SHIFTED, make_sample, restyle
+from napari_poregrain.training import Trainer, finetune_config
+from napari_poregrain.training.recipe import unlabelled_pores
 
-CORRECTED_SEED, HELD_OUT_SEED = 301, 302
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+UNSEEN = restyle(SHIFTED, matrix=0.62, grain=0.40, pore=0.08, rim=0.0, noise=0.11, blur=1.6)
+"""A style unlike any the default model was trained on: grains darker than the matrix."""
+LEVERS = ("steps", "crop", "batch", "lr", "focus", "focus_weight", "encoder_lr", "freeze_encoder")
 COLUMNS = [
-    ("steps", "steps"),
+    ("case", "case"),
     ("seconds", "time s"),
-    ("steps_per_s", "steps/s"),
-    ("iou_matrix", "IoU matrix"),
-    ("iou_grain", "IoU grain"),
-    ("iou_pore", "IoU pore"),
-    ("mean_iou", "mean IoU"),
-    ("gain", "gain"),
-    ("best_epoch", "best epoch"),
+    ("steps", "steps"),
+    ("zero_shot", "zero-shot IoU m/g/p"),
+    ("tuned", "fine-tuned IoU m/g/p"),
+    ("halved", "halved"),
 ]
+
+
+@dataclass
+class Case:
+    """A correction to learn from and the images (with truth) scored before and after."""
+
+    name: str
+    correction: Sample
+    scored: list[Sample]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = script_parser(__doc__)
-    p.set_defaults(model="normal")
-    p.add_argument("--steps", type=int_list, help="step budgets (default 60,120,200; quick 3)")
-    p.add_argument("--size", type=int, help="side of the corrected and held-out images (1024)")
-    p.add_argument("--crop", type=int, default=256, help="training crop (default 256)")
-    p.add_argument("--batch", type=int, default=4, help="crops per step (default 4)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--base-steps", type=int, help="steps of the normal-style base model (400)")
+    p.add_argument("--cases", default="zeiss,duvernay,synthetic", help="cases to run")
+    p.add_argument("--label", help="suffix of the results file (a lever's name)")
+    p.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics fixed")
+    for lever in LEVERS:
+        kind = int if lever in ("steps", "crop", "batch", "freeze_encoder") else float
+        p.add_argument(f"--{lever.replace('_', '-')}", type=kind, help="overrides the default")
     return p.parse_args(argv)
 
 
-def score(model: LoadedModel, image, truth, device) -> dict:
-    cm = ConfusionMatrix().update(truth, predict(image, model, device=device).labels)
-    iou = cm.per_class_iou()
-    out = {f"iou_{name}": iou[c] for c, name in enumerate(CLASS_NAMES)}
-    out["mean_iou"] = cm.mean_iou()
-    return out
+def _read(name: str, stem: str) -> Sample | None:
+    from napari_poregrain.io.images import read_sample
+
+    folder = DATA / name
+    image = next((folder / "images").glob(f"{stem}.*"), None)
+    if image is None:
+        return None
+    return replace(read_sample(image, labels=folder / "labels" / f"{stem}.png"), name=stem)
 
 
-def normal_base(steps: int, size: int, crop: int, device: str) -> tuple[LoadedModel, float]:
-    """A model trained on the normal synthetic style (cached in the temp folder)."""
-    cache = (
-        Path(tempfile.gettempdir()) / f"poregrain-bench-normal-{steps}-{size}-{crop}.safetensors"
+def _without(sample: Sample, mask: np.ndarray) -> Sample:
+    """The Sample with its labels set to 255 where ``mask`` (over the usable rows) is True."""
+    labels = np.array(sample.labels, np.uint8)
+    labels[: sample.rows][mask] = IGNORE
+    return sample.with_labels(labels)
+
+
+def zeiss_case(quick: bool) -> Case | None:  # noqa: ARG001 - one image, small enough
+    sample = _read("zeiss-shale-pores", "train_4")
+    if sample is None:
+        return None
+    half = np.zeros((sample.rows, sample.pixels.shape[1]), bool)
+    half[:, half.shape[1] // 2 :] = True
+    return Case("zeiss train_4", _without(sample, half), [_without(sample, ~half)])
+
+
+def duvernay_case(quick: bool) -> Case | None:
+    folder = DATA / "duvernay-grains" / "images"
+    if not folder.is_dir():
+        return None
+    held = sorted(p.stem for p in folder.iterdir())[-14:]  # as recipes/default-model.toml
+    tiles = [_read("duvernay-grains", stem) for stem in held[: 3 if quick else 8]]
+    first, second = (_without(t, unlabelled_pores(t.content())) for t in tiles[:2])
+    correction = _concat(first, second) if not quick else first
+    return Case("duvernay held-out tiles", correction, tiles[2:] if not quick else tiles[1:2])
+
+
+def _concat(a: Sample, b: Sample) -> Sample:
+    """Two tiles side by side (the usable rows only), as one corrected image."""
+    rows = min(a.rows, b.rows)
+    pixels = np.concatenate([a.content()[:rows], b.content()[:rows]], axis=1)
+    labels = np.concatenate([a.content(a.labels)[:rows], b.content(b.labels)[:rows]], axis=1)
+    return Sample(pixels, labels=labels, name=f"{a.name}+{b.name}", pixel_size_nm=a.pixel_size_nm)
+
+
+def synthetic_case(quick: bool) -> Case:
+    size = (128, 128) if quick else (768, 768)
+    image, labels = make_sample(size, seed=401, style=UNSEEN)
+    held, truth = make_sample(size, seed=402, style=UNSEEN)
+    return Case(
+        "synthetic unseen style",
+        Sample(image, labels=labels, name="unseen 401"),
+        [Sample(held, labels=truth, name="unseen 402")],
     )
-    if cache.is_file():
-        return load_checkpoint(cache), 0.0
-    pairs = [make_sample((size, size), seed=100 + i) for i in range(4)]
-    val = [make_sample((size // 2, size // 2), seed=200)]
-    cfg = TrainConfig(crop=crop, batch=4, steps=steps, lr=2e-3, device=device, patience=None)
-    t0 = time.perf_counter()
+
+
+def score(model: LoadedModel, samples: list[Sample], device: str) -> list[float | None]:
+    """Per-class IoU over the scored Samples' labelled pixels (None: class not in the truth)."""
+    cm = ConfusionMatrix()
+    for s in samples:
+        cm.update_sample(s, predict(s.pixels, model, device=device).labels)
+    present = cm.matrix.sum(axis=1) > 0
+    return [v if present[c] else None for c, v in enumerate(cm.per_class_iou())]
+
+
+def fine_tune(case: Case, start: LoadedModel, cfg, device: str) -> dict:
+    """Fine-tune ``start`` on the case's correction; the scores before and after, the time."""
+    before = score(start, case.scored, device)
     with tempfile.TemporaryDirectory() as tmp:
-        res = train(pairs, cfg, None, Path(tmp) / "base.safetensors", val_pairs=val)
-        cache.write_bytes(res.path.read_bytes())
-    return load_checkpoint(cache), time.perf_counter() - t0
+        t0 = time.perf_counter()
+        trainer = Trainer([case.correction], cfg, start, Path(tmp) / "tuned.safetensors")
+        result = trainer.fit()
+        seconds = time.perf_counter() - t0
+        tuned = load_checkpoint(result.path) if result.path is not None else start
+        after = score(tuned, case.scored, device)
+    return {
+        "case": case.name,
+        "seconds": round(seconds, 1),
+        "steps": result.steps,
+        "improved": result.improved,
+        "message": result.message,
+        "notes": result.notes,
+        "best_epoch": result.best_epoch,
+        "corrected_pixels": trainer.recipe.get("corrected_pixels"),
+        "zero_shot_iou": dict(zip(CLASS_NAMES, before, strict=True)),
+        "tuned_iou": dict(zip(CLASS_NAMES, after, strict=True)),
+        "zero_shot": _cells(before),
+        "tuned": _cells(after),
+        "halved": _halved(before, after),
+    }
+
+
+def _cells(iou: list[float | None]) -> str:
+    return "/".join("-" if v is None else f"{v:.2f}" for v in iou)
+
+
+def _halved(before: list[float | None], after: list[float | None]) -> bool:
+    """Whether every defined class closed at least half its distance to 1.0."""
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if b is not None and a is not None]
+    return all(a - b >= (1 - b) / 2 for b, a in pairs)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     apply_threads(args.threads)
-    quick = args.quick
-    size = args.size or (128 if quick else 1024)
-    crop = 64 if quick else args.crop
-    batch = 2 if quick else args.batch
-    budgets = args.steps or ([3] if quick else [60, 120, 200])
-    base_steps = args.base_steps or (4 if quick else 400)
     device = str(resolve_device(args.device))
-
-    base_seconds = None
-    if args.model == "default" and DEFAULT_MODEL_PATH.is_file():
-        base, base_desc = load_checkpoint(DEFAULT_MODEL_PATH), "shipped default model"
-    elif args.model in ("normal", "default"):
-        base, base_seconds = normal_base(base_steps, 768 if not quick else 128, crop, device)
-        base_desc = f"trained here on the normal synthetic style ({base_steps} steps)"
-    else:
-        base, base_desc = load_checkpoint(args.model), f"checkpoint {Path(args.model).name}"
-
-    image, labels = make_sample((size, size), seed=CORRECTED_SEED, style=SHIFTED)
-    held_image, held_truth = make_sample((size, size), seed=HELD_OUT_SEED, style=SHIFTED)
-    before = score(base, held_image, held_truth, device)
-    rows = [{"steps": 0, **before, "gain": 0.0}]
-    for steps in budgets:
-        cfg = TrainConfig(crop=crop, batch=batch, steps=steps, lr=args.lr, device=device)
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            res = train([(image, labels)], cfg, base, Path(tmp) / "tuned.safetensors")
-            seconds = time.perf_counter() - t0
-            after = score(load_checkpoint(res.path), held_image, held_truth, device)
-        rows.append(
-            {
-                "steps": res.steps,
-                "seconds": round(seconds, 1),
-                "steps_per_s": round(res.steps / seconds, 2),
-                **after,
-                "gain": after["mean_iou"] - before["mean_iou"],
-                "best_epoch": res.best_epoch,
-                "epochs": len(res.history) - 1,
-                "stopped_early": res.stopped_early,
-            }
-        )
-
-    info = machine_info(device)
-    print(describe_machine(info))
-    print(
-        f"start: {base_desc}; corrected image {size}x{size} (SHIFTED style, seed "
-        f"{CORRECTED_SEED}), held out: seed {HELD_OUT_SEED}; crop {crop}, batch {batch}, "
-        f"lr {args.lr}"
-    )
+    overrides = {k: getattr(args, k) for k in LEVERS if getattr(args, k) is not None}
+    if args.quick:
+        overrides = {"steps": 2, "crop": 64, "batch": 2, **overrides}
+    cfg = finetune_config(device=device, freeze_bn=args.freeze_bn, **overrides)
+    start, start_desc = load_model(args.model)
+    builders = {"zeiss": zeiss_case, "duvernay": duvernay_case, "synthetic": synthetic_case}
+    rows, skipped = [], []
+    for name in args.cases.split(","):
+        case = builders[name](args.quick)
+        if case is None:
+            skipped.append(name)
+            continue
+        rows.append(fine_tune(case, start, cfg, device))
+    print(describe_machine(machine_info(device)))
+    print(f"start: {start_desc}; settings: {overrides or 'finetune_config() defaults'}")
     print(table(rows, COLUMNS))
-    results = {
-        "base_model": base_desc,
-        "base_training_seconds": base_seconds,
-        "image_size": size,
-        "crop": crop,
-        "batch": batch,
-        "lr": args.lr,
-        "before": before,
-        "rows": rows,
-    }
+    if skipped:
+        print(f"skipped (no data in {DATA}): {', '.join(skipped)}")
+    results = {"start": start_desc, "config": vars(cfg), "rows": rows, "skipped": skipped}
+    name = f"finetune-{args.label}" if args.label else "finetune"
     path = write_results(
-        "finetune", results, script=__file__, argv=argv, out_dir=args.out, quick=quick,
+        name, results, script=__file__, argv=argv, out_dir=args.out, quick=args.quick,
         device=device,
     )  # fmt: skip
     print(f"results: {path}")

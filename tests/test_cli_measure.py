@@ -105,11 +105,16 @@ def test_refuses_to_overwrite_without_flag(label_files, tmp_path, capsys):
 
 def test_argument_errors(label_files, tmp_path, capsys):
     out = str(tmp_path / "out")
-    assert main(["measure", str(label_files[0]), "--pixel-size", "13", "--out", out]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused by argparse, before any work
+        main(["measure", str(label_files[0]), "--pixel-size", "13", "--out", out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("poregrain measure: error: argument --pixel-size: ")
     assert main(["measure", *map(str, label_files), "--image", "x.tif", "--out", out]) == 2
     assert main(["measure", str(label_files[0]), "--unit", "nm", "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("poregrain measure: ") for line in err)
+    assert len(err) == 2 and all(line.startswith("poregrain measure: ") for line in err)
+    assert not (tmp_path / "out").exists()
 
 
 def test_pixel_size_and_data_bar_from_zeiss_tiff(tmp_path):

@@ -119,8 +119,8 @@ def test_problems_are_one_line_and_write_nothing(capsys, tmp_path, folders):
     assert rc == 2 and "nope" in err
     rc, _, err = _run(capsys, *common, "--init", tmp_path / "missing.safetensors")
     assert rc == 2 and "missing.safetensors" in err
-    rc, _, err = _run(capsys, *common, "--init", "scratch", "--crop", "160")
-    assert rc == 2 and "smaller than the 160-pixel" in err
+    rc, _, err = _run(capsys, *common, "--init", "scratch", "--crop", "40")
+    assert rc == 2 and "multiple of 16" in err  # (a crop larger than the image is padded)
     (labels / "a.png").rename(labels / "zzz.png")
     rc, _, err = _run(capsys, *common, "--init", "scratch")
     assert rc == 2 and "a.png" in err and "no label file" in err
@@ -180,3 +180,35 @@ def test_training_recipe(capsys, tmp_path):
     recipe.write_text(recipe.read_text().replace("crop = 64", "cropp = 64"))
     rc, _, err = _run(capsys, "--config", recipe, "--out", tmp_path / "n.safetensors")
     assert rc == 2 and "cropp" in err
+
+
+def _parsed(*args):
+    import argparse
+
+    from napari_poregrain.cli import train as train_cli
+
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    return train_cli, parser.parse_args(["--images", "x", "--out", "m.safetensors", *args])
+
+
+def test_fine_tuning_starts_from_the_default_fine_tune_settings():
+    from napari_poregrain.training import TrainConfig, finetune_config
+
+    train_cli, args = _parsed()
+    assert train_cli._config(args, None, fine_tune=True) == finetune_config()
+    assert train_cli._config(args, None, fine_tune=False) == TrainConfig()
+    _, args = _parsed("--steps", "7", "--focus", "0.25")
+    cfg = train_cli._config(args, None, fine_tune=True)
+    assert cfg.steps == 7 and cfg.focus == 0.25 and cfg.lr == finetune_config().lr
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--steps", "0"), ("--lr", "-1"), ("--focus", "1.5"), ("--batch", "two")]
+)
+def test_numbers_out_of_range_stop_at_parse_time(capsys, tmp_path, option, value):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--images", str(tmp_path), option, value, "--out", str(tmp_path / "m.st")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and option in err.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []

@@ -131,3 +131,72 @@ def test_user_models_are_listed_and_resolved(tiny_model, tmp_path, monkeypatch):
     assert available_models()["my-shale"] == tmp_path / "my-shale.safetensors"
     assert resolve_model("my-shale") == tmp_path / "my-shale.safetensors"
     assert resolve_model(tmp_path / "other.safetensors") == tmp_path / "other.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("document", "why"),
+    [
+        ("null", "its metadata is null, not a JSON object"),
+        ("[1, 2]", "its metadata is list, not a JSON object"),
+        ('"a string"', "its metadata is str, not a JSON object"),
+        ("{not json", "its metadata is not JSON"),
+    ],
+)
+def test_metadata_that_is_not_an_object_is_not_a_model(tiny_model, tmp_path, document, why):
+    state = {k: v.contiguous() for k, v in tiny_model.net.state_dict().items()}
+    path = tmp_path / "m.safetensors"
+    save_file(state, str(path), metadata={"poregrain": document})
+    with pytest.raises(CheckpointError, match="not a napari-poregrain model: " + why) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"normalization": "percentile"}, "normalization has the wrong type"),
+        ({"normalization": [1, 99]}, "normalization has the wrong type"),
+        ({"normalization": {"method": "percentile", "p_low": "1"}}, "p_low is '1'"),
+        (
+            {
+                "normalization": {
+                    "method": "percentile",
+                    "p_low": 1,
+                    "p_high": 99,
+                    "mean": 0.5,
+                    "std": float("inf"),
+                }
+            },
+            "std is inf",
+        ),
+        ({"format_version": True}, "format_version has the wrong type"),
+        ({"refine": "yes"}, "refine has the wrong type"),
+        ({"encoder": 18}, "encoder has the wrong type"),
+        ({"provenance": "me"}, "provenance has the wrong type"),
+        ({"pixel_size_nm": -3}, "pixel size -3 nm"),
+        ({"pixel_size_nm": "5 nm"}, "pixel_size_nm has the wrong type"),
+        ({"in_channels": None}, "in_channels has the wrong type"),
+        ({"classes": None}, "classes has the wrong type"),
+    ],
+)
+def test_metadata_of_the_wrong_type_is_not_a_model(tiny_model, tmp_path, change, why):
+    state = {k: v.contiguous() for k, v in tiny_model.net.state_dict().items()}
+    meta = {**tiny_model.meta.to_dict(), **change}
+    path = tmp_path / "m.safetensors"
+    save_file(state, str(path), metadata={"poregrain": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="not a napari-poregrain model: .*" + why):
+        load_checkpoint(path)
+
+
+def test_exclusive_save_keeps_the_existing_model_and_reports_a_free_name(
+    tiny_checkpoint, tiny_model
+):
+    before = tiny_checkpoint.read_bytes()
+    second = save_checkpoint(tiny_model, tiny_checkpoint, exclusive=True)
+    assert second == tiny_checkpoint.with_name("tiny-2.safetensors")
+    assert tiny_checkpoint.read_bytes() == before and load_checkpoint(second).meta.name == "tiny"
+    with pytest.raises(ValueError, match="exclude each other"):
+        save_checkpoint(tiny_model, tiny_checkpoint, overwrite=True, exclusive=True)
+    replaced = save_checkpoint(tiny_model, tiny_checkpoint, overwrite=True, half=True)
+    assert replaced == tiny_checkpoint and len(tiny_checkpoint.read_bytes()) < len(before)
+    assert not [p for p in tiny_checkpoint.parent.iterdir() if p.name.startswith(".")]

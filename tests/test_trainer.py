@@ -83,10 +83,15 @@ def test_samples_without_labels_or_too_small_are_refused_before_anything_is_writ
     out = tmp_path / "m.safetensors"
     with pytest.raises(ValueError, match="nolabels has no labels"):
         Trainer([Sample(image, name="nolabels")], TrainConfig(**FAST), None, out)
-    small = Sample(image, labels=labels, data_bar_row=50, name="short")
-    with pytest.raises(ValueError, match="short is 50x96 pixels, smaller than the 64-pixel"):
+    small = Sample(image, labels=labels, data_bar_row=20, name="short")
+    with pytest.raises(ValueError, match="short is 20x96 pixels, smaller than the 32-pixel min"):
         Trainer([small], TrainConfig(**FAST), None, out)
     assert list(tmp_path.iterdir()) == []
+    # smaller than a crop but above the minimum: padded (ignored labels), not refused
+    padded = Sample(image, labels=labels, data_bar_row=50, name="short")
+    trainer = Trainer([padded], TrainConfig(**FAST, val_fraction=0.0), None, out)
+    x, y = trainer.sampler.sample(np.random.default_rng(0))
+    assert x.shape == (1, 64, 64) and (y == IGNORE).any()
 
 
 def test_colour_samples_are_turned_grey_like_predict():

@@ -172,13 +172,16 @@ def test_cancel_keeps_the_starting_model_byte_for_byte(tmp_path):
     assert len(load_training_log(log_path_for(out))) == 2  # epochs 0 and 1
 
 
-def test_early_stopping_keeps_the_starting_model_when_nothing_improves(tmp_path):
+def test_early_stopping_saves_nothing_when_nothing_beats_the_starting_model(tmp_path):
     torch.manual_seed(0)
     start = new_model("resnet18", name="start")
     cfg = TrainConfig(**{**FAST, "lr": 1e-12, "batch": 1}, steps=40, patience=2, freeze_bn=True)
     result = train([make_sample((128, 128), seed=2)], cfg, start, tmp_path / "m.safetensors")
-    assert result.stopped_early and result.steps == 10 and result.best_epoch == 0
-    assert [r["best"] for r in result.history] == [1, 0, 0]
+    assert result.stopped_early and result.steps == 10 and result.best_epoch is None
+    assert [(r["epoch"], r["best"]) for r in result.history] == [(0, 0), (1, 0), (2, 0)]
+    assert result.path is None and not result.improved
+    assert "beat the starting model" in result.message
+    assert list(tmp_path.iterdir()) == []  # neither a copy of the starting model nor a log
 
 
 def test_provenance_and_log(tmp_path):
@@ -284,7 +287,7 @@ def test_warm_up_then_cosine():
             "no labelled",
         ),
         (lambda: [(np.zeros((96, 96), np.uint8), np.zeros((96, 80), np.uint8))], "shape"),
-        (lambda: [make_sample((48, 96), seed=0)], "smaller than the 64-pixel"),
+        (lambda: [make_sample((24, 96), seed=0)], "smaller than the 32-pixel minimum"),
         (lambda: [(np.zeros((96, 96), np.uint8), np.full((96, 96), 7, np.uint8))], "values [7]"),
         (lambda: [], "no training images"),
     ],

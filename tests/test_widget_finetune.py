@@ -124,6 +124,12 @@ def _empty_region(v, w):
     w._region.value = v.add_shapes(name="empty")
 
 
+def _tiny_image(v, w):  # smaller than a crop is padded; smaller than 32 px is refused
+    w._image.value = v.add_image(np.zeros((20, 24), np.uint8), name="tiny")
+    v.add_labels(np.ones((20, 24), np.uint8), name="grains")
+    v.add_labels(np.zeros((20, 24), np.uint8), name="pores")
+
+
 BAD_INPUT = {
     "overlap": (_overlap, "both grain and pore"),
     "shape": (_other_shape, "are 50x60 but the image is 96x128"),
@@ -131,7 +137,7 @@ BAD_INPUT = {
     "empty region": (_empty_region, "holds no shapes"),
     "existing name": (lambda v, w: setattr(w._name, "value", "start"), "already exists"),
     "bad name": (lambda v, w: setattr(w._name, "value", "a/b"), "name of letters"),
-    "too small": (lambda v, w: setattr(w._crop, "value", 128), "smaller than the 128-pixel"),
+    "too small": (_tiny_image, "smaller than the 32-pixel minimum"),
 }
 
 
@@ -158,6 +164,10 @@ def test_cancel_keeps_the_starting_model(setup, qtbot):
     qtbot.waitUntil(lambda: w._task is None, timeout=120_000)
     assert len(w.curves.steps) < 500
     assert start.read_bytes() == start_bytes
-    # the best model so far (the starting model's validation at least) is kept and usable
-    assert w._status.value.startswith("Cancelled; kept mine")
-    load_checkpoint(models / "mine.safetensors")
+    # the starting model is never saved as the new one: a cancelled run keeps the best model
+    # that beat it (usable), or says that nothing was saved
+    assert w._status.value.startswith("Cancelled")
+    saved = models / "mine.safetensors"
+    assert saved.is_file() == w._status.value.startswith("Cancelled; kept mine")
+    if saved.is_file():
+        load_checkpoint(saved)

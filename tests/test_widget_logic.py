@@ -13,7 +13,6 @@ from napari_poregrain._widgets._finetune_job import (
     TrainingCurves,
     check_pair,
     model_out_path,
-    pick_labels,
     result_text,
     train_config,
     training_arrays,
@@ -26,6 +25,7 @@ from napari_poregrain._widgets._layers import (
     scale_nm,
 )
 from napari_poregrain._widgets._measure_job import MeasureJob
+from napari_poregrain._widgets._pairs import class_rank, newest_pair
 from napari_poregrain._widgets._progress import StepProgress
 from napari_poregrain.classes import IGNORE
 from napari_poregrain.model import MODEL_DIR_ENV
@@ -71,7 +71,9 @@ def test_sample_of_a_lazy_multiscale_rgb_layer_is_not_read():
     ("scale", "units", "nm"),
     [
         ((1.0, 1.0), None, None),  # no scale: no pixel size
-        ((0.01, 0.01), None, (10.0, 10.0)),  # napari's "pixel" unit: µm by convention
+        ((0.01, 0.01), None, None),  # no units (napari's "pixel"): lengths in px
+        ((0.01, 0.01), ("pixel", "pixel"), None),
+        ((2e-5, 2e-5), ("mm", "mm"), (20.0, 20.0)),
         ((5.0, 5.0), ("nm", "nm"), (5.0, 5.0)),
         ((0.02, 0.01), ("micrometer", "micrometer"), (20.0, 10.0)),
     ],
@@ -116,12 +118,12 @@ def test_checksum_tells_edited_data_apart():
 
 
 # -- fine-tune ---------------------------------------------------------------------------------
-def test_pick_labels_prefers_exact_names_of_the_image_shape():
-    image = Image(np.zeros((8, 10)), name="sem")
+def test_newest_pair_prefers_exact_names_of_the_image_shape():
     wrong = Labels(np.zeros((5, 5), np.uint8), name="grains")
     g2, p2 = Labels(np.zeros((8, 10), np.uint8), name="grains [2]"), *_pair()[1:]
-    picked = pick_labels(image, [wrong, g2, p2])
+    picked = newest_pair([wrong, g2, p2], (8, 10))
     assert picked == {1: g2, 2: p2}
+    image = Image(np.zeros((8, 10)), name="sem")
     with pytest.raises(ValueError, match="must be two different layers"):
         check_pair(image, g2, g2)
     with pytest.raises(ValueError, match="choose the grains and pores Labels layers of sem"):
@@ -134,12 +136,35 @@ def test_training_pair_arrays_cut_the_bar_and_ignore_outside_the_region():
     grains, pores = _pair()
     region = Shapes(RECT, shape_type="rectangle")
     pair = check_pair(image, grains, pores, region)
-    pixels, labels = training_arrays(pair.sample())
+    (sample,) = pair.samples()
+    pixels, labels = training_arrays(sample)
     assert pixels.shape == labels.shape == (6, 10)
     assert (labels[2:6, 2:6] == 0).all() and (labels != IGNORE).sum() == 16
-    stack = Image(np.zeros((2, 8, 10)), name="stack")
-    with pytest.raises(ValueError, match="stack: fine-tuning needs a 2-D image"):
-        check_pair(stack, grains, pores).sample()
+    deep = Image(np.zeros((2, 2, 8, 10)), name="deep")
+    with pytest.raises(ValueError, match="deep: fine-tuning needs a 2-D image or a stack"):
+        check_pair(deep, grains, pores).samples()
+
+
+def test_a_stack_trains_on_its_labelled_slices_only():
+    stack = Image(np.zeros((3, 8, 10), np.uint8), name="stack")
+    grains, pores = (Labels(np.zeros((3, 8, 10), np.uint8), name=n) for n in ("grains", "pores"))
+    with pytest.raises(ValueError, match="mark no pixel in any of the stack's 3 slices"):
+        check_pair(stack, grains, pores).samples()
+    grains.data[1, 2, 2] = 1
+    pores.data[2, 0, 0] = 1
+    samples = check_pair(stack, grains, pores).samples()
+    assert [s.name for s in samples] == ["stack[1]", "stack[2]"]
+    assert samples[0].labels.shape == (8, 10) and samples[0].labels[2, 2] == 1
+
+
+def test_newest_pair_skips_kept_copies_and_never_repeats_a_layer():
+    kept = Labels(np.zeros((8, 10), np.uint8), name="grains (kept 10:00:00)")
+    grains, pores = _pair()
+    newer = Labels(np.zeros((8, 10), np.uint8), name="grains")
+    assert newest_pair([kept, grains, pores, newer]) == {1: newer, 2: pores}
+    assert newest_pair([kept]) == {1: kept}
+    assert newest_pair([grains]) == {1: grains}  # not offered as pores too
+    assert class_rank("grains by size (nm)", 1) is None and class_rank("pores", 1) is None
 
 
 def test_model_names_and_config(tmp_path, monkeypatch):
@@ -204,6 +229,7 @@ def _measure_layers():
     pores.data[10:14, 10:14] = 1
     for ly in (grains, pores):
         ly.scale = (0.01, 0.01)
+        ly.units = ("µm", "µm")
     image = Image(np.zeros((20, 20), np.uint8), name="sem")
     image.metadata["data_bar_row"] = 18
     return grains, pores, image
@@ -245,3 +271,15 @@ def test_step_progress_emits_pairs():
     got = []
     StepProgress(got.append)(2, 5)
     assert got == [(2, 5)]
+
+
+def test_scale_to_nm_refuses_what_is_not_a_length():
+    from napari_poregrain.analysis.units import scale_to_nm
+
+    assert scale_to_nm((0.5, 0.5), ("angstrom", "angstrom")) == (0.05, 0.05)
+    with pytest.raises(ValueError, match="some in pixels, some not"):
+        scale_to_nm((1, 1), ("nm", "pixel"))
+    with pytest.raises(ValueError, match="cannot convert the unit 'bogus'"):
+        scale_to_nm((1, 1), ("bogus", "bogus"))
+    with pytest.raises(ValueError, match="layer 'sem': cannot convert the unit 'second'"):
+        scale_nm(Image(np.zeros((4, 4)), name="sem", units=("s", "s")))

@@ -12,6 +12,7 @@ from skimage.draw import disk
 from napari_poregrain._widgets.measure import MeasureWidget
 
 SCALE = (0.01, 0.01)  # µm per pixel, as the reader sets it: 10 nm pixels
+UM = {"scale": SCALE, "units": ("µm", "µm")}
 
 
 def masks():
@@ -32,14 +33,14 @@ def viewer_widget(make_napari_viewer):
     viewer.add_image(
         np.zeros((128, 128), np.uint8),
         name="sem",
-        scale=SCALE,
+        **UM,
         metadata={"data_bar_row": 100, "pixel_size_nm": 10.0},
     )
-    viewer.add_labels(grains, name="grains", scale=SCALE)
-    viewer.add_labels(pores, name="pores", scale=SCALE)
+    viewer.add_labels(grains, name="grains", **UM)
+    viewer.add_labels(pores, name="pores", **UM)
     conf = np.full((128, 128), 250, np.uint8)
     conf[:, :32] = 60
-    viewer.add_image(conf, name="confidence", scale=SCALE, metadata={"confidence_scale": 255})
+    viewer.add_image(conf, name="confidence", **UM, metadata={"confidence_scale": 255})
     widget = MeasureWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Measure")
     return viewer, widget

@@ -1,4 +1,5 @@
-"""npe2 reader for SEM TIFFs: the image with its physical pixel size and data-bar row."""
+"""npe2 reader: SEM TIFFs as images (pixel size, data-bar row) and class-map label files as
+``grains`` and ``pores`` Labels layers laid over their image."""
 
 from __future__ import annotations
 
@@ -7,24 +8,45 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io.images import TIFF_SUFFIXES, read_sample
+import numpy as np
+
+from .classes import GRAIN, IGNORE, LAYER_COLOURS, LAYER_NAMES, MATRIX, PORE
+from .io import (
+    IMAGE_SUFFIXES,
+    LABEL_SUFFIXES,
+    TIFF_SUFFIXES,
+    ImageReadError,
+    read_labels,
+    read_sample,
+)
 from .sample import Sample
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | os.PathLike
+LABELS_SUFFIX = "_labels"
+LABELS_FOLDER = "labels"
 
 
 def napari_get_reader(
     path: PathLike | Sequence[PathLike],
 ) -> Callable[[PathLike | Sequence[PathLike]], list[LayerData]] | None:
-    """Return a reader for a .tif/.tiff path (or a list of them), None for anything else."""
+    """A reader for label files (all of them) or .tif/.tiff images (all of them); else None."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    if not paths or not all(
-        isinstance(p, (str, os.PathLike)) and Path(p).suffix.lower() in TIFF_SUFFIXES
-        for p in paths
-    ):
+    if not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
         return None
-    return read_sem_tiffs
+    if all(is_label_file(p) for p in paths):
+        return read_label_files
+    if all(Path(p).suffix.lower() in TIFF_SUFFIXES for p in paths):
+        return read_sem_tiffs
+    return None
+
+
+def is_label_file(path: PathLike) -> bool:
+    """A label-map file: its stem ends in ``_labels`` or it lies in a ``labels`` folder."""
+    path = Path(path)
+    return path.suffix.lower() in LABEL_SUFFIXES and (
+        path.stem.lower().endswith(LABELS_SUFFIX) or path.parent.name.lower() == LABELS_FOLDER
+    )
 
 
 def read_sem_tiffs(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
@@ -33,15 +55,21 @@ def read_sem_tiffs(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     return [layer_data(read_sample(p)) for p in paths]
 
 
+def _geometry(pixel_size_nm: float | None, spatial: int) -> dict[str, Any]:
+    """Scale in µm per pixel (units with it) for a layer of ``spatial`` axes."""
+    px_um = pixel_size_nm / 1000.0 if pixel_size_nm else 1.0
+    geo: dict[str, Any] = {"scale": [1.0] * (spatial - 2) + [px_um, px_um]}
+    if pixel_size_nm:
+        geo["units"] = ["pixel"] * (spatial - 2) + ["micrometer", "micrometer"]
+    return geo
+
+
 def layer_data(image: Sample) -> LayerData:
     """Image layer data: name, scale = µm per pixel, pixel size and bar row in metadata."""
     source = image.metadata.get("source_path", "")
-    spatial = len(image.shape)
-    px_um = image.pixel_size_nm / 1000.0 if image.pixel_size_nm else 1.0
-    scale = [1.0] * (spatial - 2) + [px_um, px_um]
     kwargs: dict[str, Any] = {
         "name": image.name or (Path(source).stem if source else "image"),
-        "scale": scale,
+        **_geometry(image.pixel_size_nm, len(image.shape)),
         "rgb": image.rgb,
         "metadata": {
             "pixel_size_nm": image.pixel_size_nm,
@@ -49,6 +77,75 @@ def layer_data(image: Sample) -> LayerData:
             "source_path": source,
         },
     }
-    if image.pixel_size_nm:
-        kwargs["units"] = ["pixel"] * (spatial - 2) + ["micrometer", "micrometer"]
     return image.pixels, kwargs, "image"
+
+
+# -- label files -------------------------------------------------------------------------------
+def image_for(label_path: PathLike) -> Path | None:
+    """The image a label file belongs to: ``X_labels.*`` -> ``X.*`` beside it; ``labels/X.*`` ->
+    ``X.*`` beside the ``labels`` folder or in a folder next to it (``images/X.tif``)."""
+    path = Path(label_path)
+    stem = path.stem
+    if stem.lower().endswith(LABELS_SUFFIX):
+        folders, stem = [path.parent], stem[: -len(LABELS_SUFFIX)]
+    else:
+        root = path.parent.parent
+        siblings = sorted(p for p in root.iterdir() if p.is_dir() and p != path.parent)
+        folders = [root, *siblings]
+    for folder in folders:
+        for suffix in IMAGE_SUFFIXES:
+            for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+                if candidate.is_file() and candidate != path:
+                    return candidate
+    return None
+
+
+def read_label_files(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Read class-map files (0 matrix, 1 grain, 2 pore, 255 ignored) as grains/pores layers."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    return [layer for p in paths for layer in label_layers(Path(p))]
+
+
+def label_layers(path: Path) -> list[LayerData]:
+    """``grains`` and ``pores`` Labels layer data of one class map, at its image's pixel size.
+
+    Raises ImageReadError (one sentence naming the files) for values other than 0/1/2/255 or an
+    image of another shape.
+    """
+    labels = read_labels(path)
+    unknown = sorted(set(np.unique(labels).tolist()) - {MATRIX, GRAIN, PORE, IGNORE})
+    if unknown:
+        raise ImageReadError(
+            f"Cannot read labels {path}: a class map holds 0 (matrix), 1 (grain), 2 (pore) and "
+            f"255 (ignored), not {', '.join(map(str, unknown[:5]))}."
+        )
+    image_path = image_for(path)
+    pixel_size_nm = None
+    if image_path is not None:
+        image = read_sample(image_path)
+        if tuple(image.shape[-2:]) != labels.shape:
+            raise ImageReadError(
+                f"Cannot read labels {path}: they are {labels.shape[1]}x{labels.shape[0]} "
+                f"pixels but the image {image_path.name} is "
+                f"{image.shape[-1]}x{image.shape[-2]}."
+            )
+        pixel_size_nm = image.pixel_size_nm
+    meta = {
+        "source_path": str(path),
+        "image_path": None if image_path is None else str(image_path),
+        "pixel_size_nm": pixel_size_nm,
+    }
+    return [
+        (
+            (labels == cls).astype(np.uint8),
+            {
+                "name": LAYER_NAMES[cls],
+                **_geometry(pixel_size_nm, 2),
+                "colormap": {None: "transparent", 0: "transparent", 1: LAYER_COLOURS[cls]},
+                "opacity": 0.5,
+                "metadata": dict(meta),
+            },
+            "labels",
+        )
+        for cls in (GRAIN, PORE)
+    ]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
@@ -20,7 +22,7 @@ from safetensors.torch import save as _st_save
 from torch import nn
 
 from .classes import CLASS_NAMES, IGNORE
-from .io.atomic import atomic_write_bytes
+from .io.atomic import atomic_write_bytes, write_exclusive
 from .preprocess import Normalization
 
 ARCHITECTURE = "DeepLabV3Plus"
@@ -65,31 +67,75 @@ class ModelMeta:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelMeta:
-        """Validate a metadata document; raise ValueError naming the first problem."""
-        expected = {
-            "format": FORMAT,
-            "architecture": ARCHITECTURE,
-            "in_channels": 1,
-            "classes": list(CLASS_NAMES),
-            "ignore_index": IGNORE,
-        }
-        for key, value in expected.items():
-            if d.get(key) != value:
-                raise ValueError(f"its {key} is {d.get(key)!r}, expected {value!r}")
-        if d.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"its format version {d.get('format_version')!r} is unsupported")
-        if not isinstance(d.get("encoder"), str):
-            raise ValueError("it names no encoder")
+    def from_dict(cls, d: Any) -> ModelMeta:
+        """Validate a metadata document by type; raise ValueError naming the first problem."""
+        check_meta(d)
         pixel = d.get("pixel_size_nm")
         return cls(
             encoder=d["encoder"],
-            refine=bool(d.get("refine", False)),  # absent in files older than the head
+            refine=d.get("refine", False),  # absent in files older than the head
             normalization=Normalization.from_dict(d.get("normalization") or {}),
             pixel_size_nm=None if pixel is None else float(pixel),
-            name=str(d.get("name", "")),
+            name=d.get("name") or "",
             provenance=dict(d.get("provenance") or {}),
         )
+
+
+# The metadata schema: key -> (allowed types, required). ``bool`` is not a number here.
+_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "format": ((str,), True),
+    "format_version": ((int,), True),
+    "architecture": ((str,), True),
+    "encoder": ((str,), True),
+    "in_channels": ((int,), True),
+    "classes": ((list,), True),
+    "ignore_index": ((int,), True),
+    "normalization": ((dict,), False),
+    "refine": ((bool,), False),
+    "pixel_size_nm": ((int, float, type(None)), False),
+    "name": ((str, type(None)), False),
+    "provenance": ((dict, type(None)), False),
+}
+_FIXED = {
+    "format": FORMAT,
+    "architecture": ARCHITECTURE,
+    "in_channels": 1,
+    "classes": list(CLASS_NAMES),
+    "ignore_index": IGNORE,
+}
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_meta(d: Any) -> None:
+    """Raise ValueError (what is wrong, one clause) unless ``d`` is checkpoint metadata."""
+    if not isinstance(d, dict):
+        raise ValueError(f"its metadata is {_type_name(d)}, not a JSON object")
+    for key, (types, required) in _SCHEMA.items():
+        if key not in d:
+            if required:
+                raise ValueError(f"its metadata has no {key!r}")
+            continue
+        value = d[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(
+                f"its {key} has the wrong type ({_type_name(value)}: {_short(value)})"
+            )
+    for key, value in _FIXED.items():
+        if d[key] != value:
+            raise ValueError(f"its {key} is {_short(d[key])}, expected {value!r}")
+    if d["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"its format version {d['format_version']!r} is unsupported")
+    pixel = d.get("pixel_size_nm")
+    if pixel is not None and not (math.isfinite(pixel) and pixel > 0):
+        raise ValueError(f"its pixel size {pixel!r} nm is not a positive number")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -146,15 +192,34 @@ def new_model(encoder: str = "resnet18", refine: bool = False, **meta) -> Loaded
 
 
 def save_checkpoint(
-    model: LoadedModel, path: str | os.PathLike, *, half: bool = False, overwrite: bool = False
+    model: LoadedModel,
+    path: str | os.PathLike,
+    *,
+    half: bool = False,
+    overwrite: bool = False,
+    exclusive: bool = False,
 ) -> Path:
-    """Write ``model`` atomically as safetensors + JSON metadata; return the path.
+    """Write ``model`` as safetensors + JSON metadata; return the path written.
 
-    Refuses to replace an existing file unless ``overwrite`` is given.
+    The file is written to a temporary name beside ``path`` and then given its name:
+    replacing ``path`` with ``overwrite``; otherwise by claiming the name atomically, so a file
+    that exists (or that a concurrent run creates first) is never replaced. When the name is
+    taken: :class:`FileExistsError`, or with ``exclusive`` the model is saved under the first
+    free name ``<stem>-2.safetensors``, ``<stem>-3.safetensors``, ... and that path is returned.
     """
+    if overwrite and exclusive:
+        raise ValueError("save_checkpoint: overwrite and exclusive exclude each other")
     path = Path(path)
-    if path.exists() and not overwrite:
+    if path.exists() and not (overwrite or exclusive):
         raise FileExistsError(f"{path} already exists; choose another name")
+    data = checkpoint_bytes(model, half=half)
+    if overwrite:
+        return atomic_write_bytes(path, data)
+    return write_exclusive(path, data, free_name=exclusive)
+
+
+def checkpoint_bytes(model: LoadedModel, *, half: bool = False) -> bytes:
+    """The safetensors file of ``model`` (weights + metadata with creation provenance)."""
     meta = model.meta.to_dict()
     meta["provenance"] = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -166,9 +231,7 @@ def save_checkpoint(
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.net.state_dict().items()
     }
-    data = _st_save(tensors, metadata={METADATA_KEY: json.dumps(meta)})
-    atomic_write_bytes(path, data)
-    return path
+    return _st_save(tensors, metadata={METADATA_KEY: json.dumps(meta)})
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
@@ -185,13 +248,15 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             f"{path} is not a readable safetensors model (corrupt or truncated: {exc})"
         ) from None
     if METADATA_KEY not in header:
-        raise CheckpointError(f"{path} is not a napari-poregrain model (no poregrain metadata)")
+        raise CheckpointError(
+            f"{path} is not a napari-poregrain model: it has no poregrain metadata"
+        )
     try:
         meta = ModelMeta.from_dict(json.loads(header[METADATA_KEY]))
         with torch.device("meta"):  # no random initialisation: the weights come from the file
             net = build_model(meta.encoder, meta.refine)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{path} has unusable metadata: {exc}") from None
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not a napari-poregrain model: {_reason(exc)}") from None
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -248,6 +313,14 @@ def resolve_model(spec: str | os.PathLike | None) -> Path:
         if named is not None:
             return named
     return path
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as the end of a one-sentence message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, json.JSONDecodeError):
+        text = f"its metadata is not JSON ({text})"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _version() -> str:

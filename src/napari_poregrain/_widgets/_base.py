@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, Qt
+from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from ._worker import BackgroundTask, Work
 
@@ -18,7 +20,10 @@ class TaskDock(QWidget):
     Subclasses set ``title`` (notifications of :meth:`fail` start with it), ``failed`` (the
     start of a task error's message) and the texts below if they differ, implement
     ``make_job``, ``on_done`` and ``starting``, and may extend ``update_state``. Progress
-    payloads are ``(done, total)``; override ``on_progress`` for others.
+    payloads are ``(done, total)``; override ``on_progress`` for others. Widgets go into
+    ``self._layout``, inside a vertical scroll area (the dock fits any screen height); the bar is
+    busy until the first payload and full when the task returns; taking the dock out of the
+    window (its close button) or closing it cancels the task.
     """
 
     title = ""
@@ -35,10 +40,10 @@ class TaskDock(QWidget):
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, max=1)
         self._status = Label(value="")
-        self._status.native.setWordWrap(True)
+        wrap_text(self._status.native)
         self._run.clicked.connect(self.run)
         self._cancel.clicked.connect(self.cancel)
-        self._layout = QVBoxLayout(self)
+        self._layout = scrolled_layout(self)
 
     def task_controls(self) -> list:
         """Run and Cancel side by side, the progress bar and the status line."""
@@ -83,21 +88,37 @@ class TaskDock(QWidget):
         self._task = BackgroundTask(
             work,
             on_progress=self.on_progress,
-            on_returned=on_returned,
+            on_returned=functools.partial(self._returned, on_returned),
             on_cancelled=self.on_cancelled,
             on_errored=self.on_error,
             on_finished=self.on_finished,
         )
+        self._progress.max = 0  # busy until the task reports (done, total)
         self._progress.value = 0
         self._status.value = status
         self.update_state()
         self._task.start()
+
+    def _returned(self, on_returned: Callable[[Any], None], result: Any) -> None:
+        self._progress.max = max(self._progress.max, 1)
+        self._progress.value = self._progress.max
+        on_returned(result)
 
     def cancel(self) -> None:
         """Ask the running task to stop."""
         if self._task is not None:
             self._task.cancel()
             self._status.value = self.cancelling_text
+
+    def event(self, event) -> bool:
+        """Cancel the task when napari takes the dock out of its window (the close button)."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.cancel()
+        return super().event(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.cancel()
+        super().closeEvent(event)
 
     def on_progress(self, payload) -> None:
         done, total = payload
@@ -121,3 +142,37 @@ class TaskDock(QWidget):
         self._task = None
         self._progress.max = max(self._progress.max, 1)
         self.update_state()
+
+
+def wrap_text(label: QLabel) -> None:
+    """Let ``label`` wrap long text (even a path without spaces) instead of widening its dock."""
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    label.setMinimumWidth(0)
+
+
+class VerticalScroll(QScrollArea):
+    """Scrolls vertically only; as wide as its content needs (nothing is clipped on the right)."""
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        if self.widget() is not None:
+            bar = self.verticalScrollBar().sizeHint().width()
+            hint.setWidth(self.widget().minimumSizeHint().width() + bar + 2 * self.frameWidth())
+        return hint
+
+
+def scrolled_layout(dock: QWidget) -> QVBoxLayout:
+    """A vertical layout in a scroll area filling ``dock``: the dock fits a short screen."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    area = VerticalScroll()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(content)
+    outer = QVBoxLayout(dock)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return layout

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import CLASS_NAMES, GRAIN, LAYER_NAMES, PORE
+from ..classes import CLASS_NAMES, GRAIN, PORE
 from ..model import available_models, load_checkpoint, user_model_dir
 from ..sample import Sample
 from ._layers import sample_from_layers, spatial_shape
@@ -33,35 +33,38 @@ class TrainingPair:
     def layer_ids(self) -> set[int]:
         return {id(self.image), id(self.grains), id(self.pores)}
 
-    def sample(self) -> Sample:
-        """The image with its labels (outside the region: 255); ValueError names the image."""
+    def samples(self) -> list[Sample]:
+        """The image with its labels (outside the region: 255); a stack: its labelled slices.
+
+        ValueError names the image.
+        """
         name = self.image.name
-        if len(spatial_shape(self.image)) != 2:
+        if len(spatial_shape(self.image)) not in (2, 3):
             shape = tuple(self.image.data.shape)
-            raise ValueError(f"{name}: fine-tuning needs a 2-D image, not shape {shape}")
+            raise ValueError(f"{name}: fine-tuning needs a 2-D image or a stack, not {shape}")
         try:
-            return sample_from_layers(self.image, self.grains, self.pores, self.region)
+            sample = sample_from_layers(self.image, self.grains, self.pores, self.region)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+        return labelled_slices(sample)
+
+
+def labelled_slices(sample: Sample) -> list[Sample]:
+    """``[sample]`` for an image; for a stack, its slices with a grain or pore pixel to learn."""
+    if not sample.is_stack:
+        return [sample]
+    kept = [s for s in sample.slices() if np.isin(s.labels[s.usable_mask()], (GRAIN, PORE)).any()]
+    if not kept:
+        raise ValueError(
+            f"{sample.name}: the grains and pores layers mark no pixel in any of the stack's "
+            f"{sample.shape[0]} slices; paint at least one slice"
+        )
+    return kept
 
 
 def training_arrays(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """Copies of the usable rows (above the data bar) of the pixels and of the masked labels."""
     return np.array(sample.content(), copy=True), sample.content(sample.masked_labels())
-
-
-def pick_labels(image, labels_layers) -> dict[int, Any]:
-    """The grains and pores layers that fit ``image``: same shape, named so or starting so."""
-    shape = spatial_shape(image)
-    fits = [lay for lay in labels_layers if tuple(lay.data.shape) == shape]
-    picked = {}
-    for cls in (GRAIN, PORE):
-        name = LAYER_NAMES[cls]
-        ranked = [lay for lay in fits if lay.name == name]
-        ranked += [lay for lay in fits if lay.name.startswith(name) and lay.name != name]
-        if ranked:
-            picked[cls] = ranked[0]
-    return picked
 
 
 def check_pair(image, grains, pores, region=None) -> TrainingPair:
@@ -92,14 +95,13 @@ def model_out_path(name: str) -> Path:
 
 
 def train_config(*, by_steps: bool, length: int, **settings):
-    """A checked :class:`TrainConfig`: ``length`` steps or epochs, other settings as given."""
-    from ..training import TrainConfig
+    """A checked fine-tune :class:`TrainConfig`: ``length`` steps or epochs, other settings as
+    given, the rest from :func:`training.config.finetune_config`."""
+    from ..training.config import finetune_config
 
-    config = TrainConfig(
-        steps=length if by_steps else None, epochs=None if by_steps else length, **settings
-    )
-    config.validate()
-    return config
+    if by_steps:
+        return finetune_config(steps=length, epochs=None, **settings)
+    return finetune_config(steps=None, epochs=length, **settings)
 
 
 class FinetuneJob:
@@ -112,7 +114,7 @@ class FinetuneJob:
 
     def describe(self) -> str:
         start = "scratch" if self.model_path is None else self.model_path.stem
-        return f"Fine-tuning {start} on {len(self.arrays)} image(s) → {self.out.stem}…"
+        return f"Fine-tuning {start} on {len(self.arrays)} image(s) or slice(s) → {self.out.stem}…"
 
     def __call__(self, emit, should_stop):
         from ..training import train
@@ -158,7 +160,11 @@ class TrainingCurves:
 def result_text(result) -> str:
     """The status line of a finished training (:class:`TrainResult`)."""
     if result.path is None:
-        return "Cancelled before the first validation: no model was saved."
+        return (
+            "Cancelled before a model better than the starting one was saved: nothing was saved."
+            if result.cancelled
+            else "No model better than the starting one was found: nothing was saved."
+        )
     m = result.best_metrics
     score = "" if not m or m["mean_iou"] is None else f", validation mean IoU {m['mean_iou']:.3f}"
     how = "Cancelled; kept" if result.cancelled else "Saved"

@@ -14,12 +14,9 @@ from typing import Any
 import numpy as np
 from napari.layers import Labels, Shapes
 
+from ..analysis.units import scale_to_nm
 from ..classes import GRAIN, LAYER_COLOURS, LAYER_NAMES, MATRIX, PORE
 from ..sample import Sample
-
-UNSCALED_UNIT_NM = 1000.0
-"""A layer scaled in napari's default unit ("pixel") is read as µm per pixel (the convention of
-the package's sample data and of layers scaled by hand), unless the scale is 1 (no pixel size)."""
 
 
 def checksum(data: Any) -> str:
@@ -76,15 +73,22 @@ def labels_from_layers(grains: np.ndarray, pores: np.ndarray) -> np.ndarray:
             f"the grains layer has shape {grains.shape} but the pores layer {pores.shape}"
         )
     g, p = grains != 0, pores != 0
-    both = int(np.count_nonzero(g & p))
-    if both:
-        raise ValueError(
-            f"{both} pixels are marked both grain and pore; erase them from one layer first"
-        )
+    if np.any(g & p):
+        raise ValueError(f"{overlap_text(g & p)}; erase them from one layer first")
     out = np.full(grains.shape, MATRIX, np.uint8)
     out[g] = GRAIN
     out[p] = PORE
     return out
+
+
+def overlap_text(both: np.ndarray) -> str:
+    """The count and bounding box of a mask of pixels marked both grain and pore, in words."""
+    where = np.nonzero(both)
+    axes = ("slices", "rows", "columns")[-both.ndim :] if both.ndim <= 3 else ()
+    box = ", ".join(
+        f"{name} {int(w.min())}-{int(w.max())}" for name, w in zip(axes, where, strict=False)
+    )
+    return f"{len(where[0])} pixels are marked both grain and pore ({box})"
 
 
 def _pair_labels(grains, pores, shape: tuple[int, ...]) -> np.ndarray:
@@ -108,18 +112,16 @@ def class_masks(class_map: np.ndarray) -> dict[int, np.ndarray]:
 
 # -- geometry ----------------------------------------------------------------------------------
 def scale_nm(layer) -> tuple[float, float] | None:
-    """Pixel size in nm along y and x from the layer's scale and units; None without one.
+    """Pixel size in nm along y and x from the layer's scale and units; None without units.
 
-    Units of length are converted (pint); napari's default unit: see :data:`UNSCALED_UNIT_NM`.
+    Any length unit napari's pint units give is converted (:func:`analysis.units.scale_to_nm`);
+    a layer without units (napari's default ``pixel``) has no pixel size: lengths in px.
     """
-    scale = tuple(float(s) for s in layer.scale[-2:])
     units = getattr(layer, "units", None)  # napari >= 0.6: pint units
-    units = tuple(units[-2:]) if units is not None else (None, None)
-    if all(str(getattr(u, "dimensionality", "")) == "[length]" for u in units):
-        return tuple(float(f"{(s * u).to('nm').magnitude:.12g}") for s, u in zip(scale, units))
-    if all(math.isclose(s, 1.0) for s in scale):
-        return None
-    return tuple(s * UNSCALED_UNIT_NM for s in scale)
+    try:
+        return scale_to_nm(layer.scale[-2:], None if units is None else tuple(units[-2:]))
+    except ValueError as exc:
+        raise ValueError(f"layer {layer.name!r}: {exc}") from None
 
 
 def square_pixel_nm(sizes: tuple[float, float] | None) -> float | None:
@@ -182,8 +184,8 @@ def sample_from_layers(
 
     Pixels: the layer's data (highest-resolution level; a lazy array stays lazy), ``rgb`` and
     ``data_bar_row`` (``layer.metadata``) as the layer says, pixel size from its scale and units
-    (:func:`scale_nm`; non-square pixels: None). Labels: the grains/pores pair (either may be
-    None). ``valid``: the shapes of ``region``. Raises ValueError in one sentence.
+    (:func:`scale_nm`; no units or non-square pixels: None). Labels: the grains/pores pair
+    (either may be None). ``valid``: the shapes of ``region``. Raises ValueError in one sentence.
     """
     shape = spatial_shape(image_layer)
     labels = None

@@ -1,4 +1,8 @@
-"""What the measure dock measures, without Qt: the Sample from its layers and the one call."""
+"""What the measure dock measures, without Qt: the Sample from its layers and the one call.
+
+A stack is measured slice by slice (objects do not cross slices) and in total: the total's
+``summary["slices"]`` lists each slice's fractions and counts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.measure import measure, parse_pixel_size
+from ..analysis.summary import Measurement, summarize
 from ..sample import Sample
 from ._layers import geometry, sample_from_layers, scale_nm, spatial_shape
 from ._progress import StepProgress
@@ -48,8 +53,9 @@ def _checked_labels(grains, pores) -> tuple[Any, tuple[int, ...]]:
     if grains is None and pores is None:
         raise ValueError("choose a grains or a pores Labels layer (or both)")
     for ly in (grains, pores):
-        if ly is not None and ly.data.ndim != 2:
-            raise ValueError(f"layer {ly.name!r} is not 2-D (shape {tuple(ly.data.shape)})")
+        if ly is not None and ly.data.ndim not in (2, 3):
+            shape = tuple(ly.data.shape)
+            raise ValueError(f"layer {ly.name!r} is neither 2-D nor a stack (shape {shape})")
     ref = pores if pores is not None else grains
     return ref, tuple(ref.data.shape)
 
@@ -58,7 +64,7 @@ def _bar_row(image, shape: tuple[int, ...]) -> int | None:
     """The image's data-bar row (None without an image); its shape must be the labels'."""
     if image is None:
         return None
-    ishape = spatial_shape(image)[-2:]
+    ishape = spatial_shape(image)[-len(shape) :]
     if ishape != shape:
         raise ValueError(f"image {image.name!r} has shape {ishape} but the labels {shape}")
     return image.metadata.get("data_bar_row")
@@ -101,13 +107,82 @@ class MeasureJob:
         )
         conf, conf_scale = confidence_of(confidence, shape)
         options.update(confidence=conf, confidence_scale=conf_scale)
-        return cls(sample, options, geometry(ref, 2))
+        return cls(sample, options, geometry(ref, len(shape)))
 
-    def __call__(self, emit, should_stop):
-        return measure(
-            self.sample,
-            **self.options,
-            keep_labels=True,
-            progress=StepProgress(emit),
-            should_stop=should_stop,
-        )
+    def __call__(self, emit, should_stop) -> Measurement:
+        if not self.sample.is_stack:
+            return measure(
+                self.sample,
+                **self.options,
+                keep_labels=True,
+                progress=StepProgress(emit),
+                should_stop=should_stop,
+            )
+        conf = self.options.pop("confidence", None)
+        parts = []
+        slices = list(self.sample.slices())
+        for z, part in enumerate(slices):
+            options = dict(self.options, confidence=None if conf is None else conf[z])
+            parts.append(measure(part, **options, keep_labels=True, should_stop=should_stop))
+            emit((z + 1, len(slices)))
+        return combine_slices(parts, self.sample.name)
+
+
+def _stacked_labels(parts: list[Measurement], name: str) -> tuple[list, np.ndarray]:
+    """Each slice's object labels shifted past the previous slices' and the stacked id image."""
+    labels, images, offset = [], [], 0
+    for m in parts:
+        ids = m.object_labels[name]
+        labels.append(m.objects[name]["label"] + offset)
+        images.append(np.where(ids > 0, ids + offset, 0).astype(np.int32))
+        offset += int(ids.max(initial=0))
+    return labels, np.stack(images)
+
+
+def _summed(parts: list[Measurement], what: str) -> dict[str, int]:
+    counts = [getattr(m, what) for m in parts]
+    return {k: sum(c[k] for c in counts) for k in counts[0]}
+
+
+def combine_slices(parts: list[Measurement], source: str) -> Measurement:
+    """The total of a stack's slice measurements; ``summary["slices"]`` holds each slice's."""
+    first = parts[0]
+    total = Measurement(
+        unit=first.unit,
+        pixel_size_nm=first.pixel_size_nm,
+        min_size_px=first.min_size_px,
+        region_pixels=sum(m.region_pixels for m in parts),
+        class_pixels={k: sum(m.class_pixels[k] for m in parts) for k in first.class_pixels},
+        excluded_pixels={
+            k: sum(m.excluded_pixels[k] for m in parts) for k in first.excluded_pixels
+        },
+        objects={},
+        object_labels={},
+        source=source,
+    )
+    for name, table in first.objects.items():
+        labels, total.object_labels[name] = _stacked_labels(parts, name)
+        total.objects[name] = {
+            col: np.concatenate([m.objects[name][col] for m in parts]) for col in table
+        }
+        total.objects[name]["label"] = np.concatenate(labels)
+    if first.low_confidence is not None and total.region_pixels:
+        fractions = [(m.low_confidence["fraction"] or 0.0) * m.region_pixels for m in parts]
+        total.low_confidence = {
+            "threshold": first.low_confidence["threshold"],
+            "fraction": sum(fractions) / total.region_pixels,
+        }
+    total.summary = summarize(total)
+    total.summary["slices"] = [slice_row(z, m) for z, m in enumerate(parts)]
+    return total
+
+
+def slice_row(z: int, m: Measurement) -> dict[str, Any]:
+    """One slice's line of a stack's summary: its fractions and object counts."""
+    return {
+        "slice": z,
+        "analysed_pixels": m.region_pixels,
+        "pore_fraction": m.fraction("pores"),
+        "grain_fraction": m.fraction("grains"),
+        **{f"{name}_count": len(table["label"]) for name, table in m.objects.items()},
+    }

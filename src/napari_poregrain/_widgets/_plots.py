@@ -1,10 +1,12 @@
-"""The docks' matplotlib plots: training curves, IoU history, size distributions."""
+"""The docks' matplotlib plots: training curves, IoU history, size distributions and the
+colour bars of the size-coloured layers."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -115,3 +117,48 @@ def draw_size_histograms(figure: Figure, m) -> None:
         twin.set_ylabel("% of area", fontsize=8, color="C3")
         ax.tick_params(labelsize=7)
         twin.tick_params(labelsize=7)
+
+
+def size_norm(diameters) -> LogNorm:
+    """The log colour scale of :func:`~..analysis.summary.size_colours` for these diameters."""
+    d = np.asarray(diameters, float)
+    low, high = float(d.min()), float(d.max())
+    if high <= low:  # one size: size_colours gives the middle colour
+        return LogNorm(low / 2, low * 2)
+    return LogNorm(low, high)
+
+
+def draw_size_colourbars(figure: Figure, m) -> list[str]:
+    """One horizontal colour bar per class with objects: equivalent diameter, log scale, viridis
+    (the colours of the "by size" layers). Returns the classes drawn."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+
+    figure.clear()
+    drawn = [name for name in OBJECT_CLASSES if len(m.objects[name]["equivalent_diameter"])]
+    for i, name in enumerate(drawn):
+        ax = figure.add_subplot(len(drawn), 1, i + 1)
+        norm = size_norm(m.objects[name]["equivalent_diameter"])
+        bar = figure.colorbar(
+            ScalarMappable(norm, colormaps["viridis"]), cax=ax, orientation="horizontal"
+        )
+        bar.ax.xaxis.set_major_formatter(FuncFormatter(_tick_format))
+        bar.ax.xaxis.set_minor_formatter(NullFormatter())
+        bar.set_label(f"{name[:-1]} equivalent diameter ({m.unit})", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    return drawn
+
+
+class SizeLegend:
+    """A small canvas with the colour bars of the "by size" layers; hidden until drawn."""
+
+    def __init__(self) -> None:
+        self.figure, self.canvas = canvas((3, 1.2), 90, constrained_layout=True)
+        self.canvas.setVisible(False)
+
+    def draw(self, m) -> None:
+        """Show the colour bars of measurement ``m`` (hidden when it holds no object)."""
+        drawn = draw_size_colourbars(self.figure, m)
+        self.canvas.setMinimumHeight(60 * max(len(drawn), 1) + 10)
+        self.canvas.setVisible(bool(drawn))
+        self.canvas.draw_idle()

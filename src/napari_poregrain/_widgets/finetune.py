@@ -1,8 +1,8 @@
 """Dock widget "Fine-tune on corrections": corrected `grains` + `pores` layers -> a new model.
 
-Pairing: the *image* selector names an Image layer; *grains* and *pores* are picked for it
-automatically (Labels layers of the image's shape named ``grains``/``pores`` first, then
-names starting so) and can be changed by hand. With the training set empty, Fine-tune uses
+Pairing: the *image* selector names an Image layer (or a stack: its slices with labels are the
+samples); *grains* and *pores* follow the newest pair laid over it (:mod:`._pairs`) and can be
+changed by hand. With the training set empty, Fine-tune uses
 that one image; "Add to training set" collects several (image, grains, pores, region) rows.
 An optional *region* Shapes layer limits the labels to its shapes (outside: ignored, 255).
 The new model is stored as ``<user model folder>/<name>.safetensors`` and selected in the
@@ -28,7 +28,9 @@ from qtpy.QtWidgets import QListWidget
 
 from ..classes import GRAIN, LAYER_NAMES, PORE
 from ..inference.device import available_devices
+from ..training.config import finetune_config
 from ._base import TaskDock
+from ._brush import OverlapFix
 from ._events import events
 from ._finetune_job import (
     FinetuneJob,
@@ -36,17 +38,15 @@ from ._finetune_job import (
     TrainingPair,
     check_pair,
     model_out_path,
-    pick_labels,
     result_text,
     train_config,
 )
 from ._layers import LayerChoices
 from ._models import ModelPicker
+from ._pairs import LayerFollower, PairPicker
 from ._plots import TrainingPlot
 
 WHOLE_IMAGE = "(whole image)"
-DEFAULT_STEPS = 120
-DEFAULT_LR = 1e-3
 
 
 class FinetuneWidget(TaskDock):
@@ -68,28 +68,30 @@ class FinetuneWidget(TaskDock):
         self.plot = TrainingPlot()
         for part in (self._form.native, self._list, self._settings.native, self.plot.canvas):
             self._layout.addWidget(part)
-        self._image.changed.connect(self._pick_labels)
+        self._pairing = PairPicker(self._grains, self._pores, self._image)
+        self._image.changed.connect(self._image_changed)
         self._add.clicked.connect(self.add_pair)
         self._remove.clicked.connect(self.remove_selected)
-        self._pick_labels()
-        self.update_state()
+        self._follower = LayerFollower(napari_viewer, self.reset_choices)
+        self.reset_choices()
 
     def _build_set(self, viewer) -> None:
         labels = LayerChoices(viewer, Labels)
         self._image = ComboBox(label="image", choices=LayerChoices(viewer, Image))
-        self._grains = ComboBox(label=LAYER_NAMES[GRAIN], choices=labels)
-        self._pores = ComboBox(label=LAYER_NAMES[PORE], choices=labels)
+        self._grains = ComboBox(label=LAYER_NAMES[GRAIN], choices=labels, nullable=True)
+        self._pores = ComboBox(label=LAYER_NAMES[PORE], choices=labels, nullable=True)
         self._region = ComboBox(
             label="region", choices=LayerChoices(viewer, Shapes, first=(WHOLE_IMAGE, None))
         )
         self._add = PushButton(text="Add to training set")
         self._remove = PushButton(text="Remove selected")
         self._set_label = Label(value="training set: the image above")
+        self._fix = OverlapFix(viewer, self._say)
         self._form = Container(
             widgets=[
                 self._image, self._grains, self._pores, self._region,
                 Container(widgets=[self._add, self._remove], layout="horizontal", labels=False),
-                self._set_label,
+                self._set_label, self._fix.button,
             ]
         )  # fmt: skip
 
@@ -97,13 +99,16 @@ class FinetuneWidget(TaskDock):
         self._picker = ModelPicker("start from", scratch=True, follow=False)
         self._model, self._file = self._picker.combo, self._picker.file
         self._unit = ComboBox(label="length in", choices=["steps", "epochs"], value="steps")
-        self._length = SpinBox(label="length", min=1, max=1_000_000, value=DEFAULT_STEPS)
+        defaults = finetune_config()
+        self._length = SpinBox(label="length", min=1, max=1_000_000, value=defaults.steps)
         self._lr = FloatSpinBox(label="learning rate", min=1e-6, max=0.1, step=1e-4)
         self._lr.native.setDecimals(6)
-        self._lr.value = DEFAULT_LR
-        self._crop = SpinBox(label="crop", min=32, max=2048, step=16, value=256)
-        self._batch = SpinBox(label="batch", min=1, max=256, value=4)
-        self._val = FloatSpinBox(label="validation", min=0.0, max=0.5, step=0.05, value=0.2)
+        self._lr.value = defaults.lr
+        self._crop = SpinBox(label="crop", min=32, max=2048, step=16, value=defaults.crop)
+        self._batch = SpinBox(label="batch", min=1, max=256, value=defaults.batch)
+        self._val = FloatSpinBox(
+            label="validation", min=0.0, max=0.5, step=0.05, value=defaults.val_fraction
+        )
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._name = LineEdit(label="new model", value=f"finetuned-{time.strftime('%Y%m%d-%H%M')}")
         self._settings = Container(
@@ -115,12 +120,10 @@ class FinetuneWidget(TaskDock):
 
     # -- choices ----------------------------------------------------------------------
     def reset_choices(self, *_) -> None:
-        """Refresh the layer and model lists (napari calls this when layers change)."""
-        image = self._image.value
+        """Refresh the layer and model lists and the pair (layers added, removed, renamed)."""
         self._form.reset_choices()
         self._settings.reset_choices()
-        if self._image.value is not image or self._grains.value is None:
-            self._pick_labels()
+        self._pairing.refresh(self._viewer.layers)
         live = set(map(id, self._viewer.layers))
         kept = [p for p in self._pairs if p.layer_ids() <= live]
         if len(kept) != len(self._pairs):
@@ -128,16 +131,11 @@ class FinetuneWidget(TaskDock):
             self._refresh_list()
         self.update_state()
 
-    def _pick_labels(self, *_) -> None:
-        """Choose the grains and pores layers that fit the selected image."""
-        image = self._image.value
-        if image is None:
-            return
-        labels = [ly for ly in self._viewer.layers if isinstance(ly, Labels)]
-        picked = pick_labels(image, labels)
-        for widget, cls in ((self._grains, GRAIN), (self._pores, PORE)):
-            if cls in picked:
-                widget.value = picked[cls]
+    def _image_changed(self, *_) -> None:
+        self._pairing.image_changed(self._viewer.layers)
+
+    def _say(self, text: str) -> None:
+        self._status.value = text
 
     def update_state(self, *_) -> None:
         super().update_state()
@@ -180,7 +178,10 @@ class FinetuneWidget(TaskDock):
     # -- running ----------------------------------------------------------------------
     def make_job(self) -> FinetuneJob:
         """Read and check the layers and settings (GUI thread); ValueError in one sentence."""
-        samples = [p.sample() for p in (self._pairs or [self.current_pair()])]
+        pairs = self._pairs or [self.current_pair()]
+        for pair in pairs:
+            self._fix.check(pair.grains, pair.pores)
+        samples = [s for p in pairs for s in p.samples()]
         model_path = self._picker.path()
         out = model_out_path(self._name.value)
         config = train_config(

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton
 from ..analysis.metrics import DISAGREEMENT_COLOURS, DISAGREEMENT_NAMES, ConfusionMatrix
 from ..classes import CLASS_NAMES
 from ._base import TaskDock
+from ._brush import OverlapFix
 from ._iou_history import SHOWN_HISTORY, IoUHistory, Report, ReportJob, fmt, now, shown_cells
 from ._layers import (
     LayerChoices,
@@ -29,6 +30,7 @@ from ._layers import (
     untouched,
 )
 from ._models import FILE_CHOICE, ModelPicker
+from ._pairs import LayerFollower, PairPicker
 from ._plots import canvas, draw_iou_history
 from ._tables import fill, readonly_table
 
@@ -59,26 +61,28 @@ class IoUReportWidget(TaskDock):
         self._compute = self._run
         self._last: Report | None = None
         self.history = IoUHistory()
+        self._fix = OverlapFix(napari_viewer, self._say)
         self._build_form(napari_viewer)
         self._build_results()
+        self._pairing = PairPicker(self._pred_grains, self._pred_pores, self._image)
         self._preferences = NamePreferences(
             {
-                self._pred_grains: lambda n: n == "grains",
-                self._pred_pores: lambda n: n == "pores",
                 self._ref_grains: lambda n: "grain" in n.lower() and n != "grains",
                 self._ref_pores: lambda n: "pore" in n.lower() and n != "pores",
                 self._ref_map: _looks_like_reference,
                 self._image: lambda n: True,
             }
         )  # fmt: skip
+        self._image.changed.connect(self._image_changed)
+        self._follower = LayerFollower(napari_viewer, self.reset_choices)
         self.reset_choices()
         draw_iou_history(self.figure, self.history)
 
     def _build_form(self, viewer) -> None:
         labels = LayerChoices(viewer, Labels)
         self._pred_mode = ComboBox(label="prediction", choices=[PRED_LAYERS, PRED_MODEL])
-        self._pred_grains = ComboBox(label="predicted grains", choices=labels)
-        self._pred_pores = ComboBox(label="predicted pores", choices=labels)
+        self._pred_grains = ComboBox(label="predicted grains", choices=labels, nullable=True)
+        self._pred_pores = ComboBox(label="predicted pores", choices=labels, nullable=True)
         self._image = ComboBox(label="image", choices=LayerChoices(viewer, Image), nullable=True)
         self._picker = ModelPicker(on_change=self.update_state)
         self._model, self._file = self._picker.combo, self._picker.file
@@ -93,7 +97,7 @@ class IoUReportWidget(TaskDock):
             widgets=[
                 self._pred_mode, self._pred_grains, self._pred_pores, self._image,
                 *self._picker.widgets, self._ref_mode, self._ref_grains, self._ref_pores,
-                self._ref_map, self._region, *self.task_controls(),
+                self._ref_map, self._region, *self.task_controls(), self._fix.button,
             ]
         )  # fmt: skip
         self._pred_mode.changed.connect(self.update_state)
@@ -135,9 +139,18 @@ class IoUReportWidget(TaskDock):
     def reset_choices(self, *_) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
         self._preferences.refresh(list(self._viewer.layers))
+        self._pred_grains.reset_choices()
+        self._pred_pores.reset_choices()
+        self._pairing.refresh(self._viewer.layers)
         self._region.reset_choices()
         self._model.reset_choices()
         self.update_state()
+
+    def _image_changed(self, *_) -> None:
+        self._pairing.image_changed(self._viewer.layers)
+
+    def _say(self, text: str) -> None:
+        self._status.value = text
 
     def update_state(self, *_) -> None:
         super().update_state()
@@ -171,6 +184,7 @@ class IoUReportWidget(TaskDock):
             raise ValueError("Choose the reference grains and pores layers.")
         if rg is rp:
             raise ValueError("The reference grains and pores layers must differ.")
+        self._fix.check(rg, rp)
         return sample_from_layers(rg, rg, rp, region), rg, f"{rg.name} + {rp.name}", (rg, rp)
 
     def _prediction(self, image, ref_pair) -> tuple[dict, str, str]:
@@ -183,8 +197,11 @@ class IoUReportWidget(TaskDock):
         pg, pp = self._pred_grains.value, self._pred_pores.value
         if pg is None or pp is None:
             raise ValueError("Choose the predicted grains and pores layers.")
+        if pg is pp:
+            raise ValueError("The predicted grains and pores layers must differ.")
         if ref_pair is not None and pg is ref_pair[0] and pp is ref_pair[1]:
             raise ValueError("The prediction and the reference are the same layers.")
+        self._fix.check(pg, pp)
         pred = sample_from_layers(pg, pg, pp).labels
         model_name = str(pg.metadata.get("model") or pg.name)
         return {"prediction": pred}, model_name, image.name if image is not None else pg.name

@@ -1,4 +1,8 @@
-"""Dock widget "Measure": `grains` / `pores` layers -> porosity, size distributions, exports."""
+"""Dock widget "Measure": `grains` / `pores` layers -> porosity, size distributions, exports.
+
+The pair follows the newest `grains`/`pores` layers (:mod:`._pairs`); lengths are in the layers'
+units (no units: px); a stack is measured per slice and in total.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from ..analysis.measure import (
     summary_rows,
 )
 from ._base import TaskDock
+from ._brush import OverlapFix
 from ._layers import LayerChoices, spatial_shape
 from ._measure_job import MeasureJob
+from ._pairs import LayerFollower, PairPicker
 from ._plots import canvas, draw_size_histograms
 from ._tables import fill, readonly_table
 
@@ -49,12 +55,16 @@ class MeasureWidget(TaskDock):
         self._pixel = LineEdit(label="pixel size", value="")
         self._pixel.native.setPlaceholderText("from layer scale, e.g. 13.96nm or px")
         self._min_size = SpinBox(label="min size (px)", min=1, max=10**7, value=DEFAULT_MIN_SIZE)
+        self._fix = OverlapFix(napari_viewer, self._say)
         self._form = Container(
             widgets=[
                 self._grains, self._pores, self._image, self._region, self._confidence,
                 self._threshold, self._pixel, self._min_size, *self.task_controls(),
+                self._fix.button,
             ]
         )  # fmt: skip
+        self._pairing = PairPicker(self._grains, self._pores, self._image)
+        self._image.changed.connect(self._image_changed)
         self.table = readonly_table(["quantity", "value"], [])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
@@ -71,6 +81,7 @@ class MeasureWidget(TaskDock):
         self._layout.addLayout(buttons)
         self._export.clicked.connect(self._export_dialog)
         self._colour.clicked.connect(self.colour_by_size)
+        self._follower = LayerFollower(napari_viewer, self.reset_choices)
         self.reset_choices()
         self.update_state()
 
@@ -80,28 +91,29 @@ class MeasureWidget(TaskDock):
         return ComboBox(label=label, choices=choices, nullable=True, value=None)
 
     def reset_choices(self, *_) -> None:
-        """Refresh the layer lists; empty choices default to layers named by convention."""
+        """Refresh the layer lists; the newest grains/pores pair, then an image of its shape."""
         self._form.reset_choices()
         layers = self._viewer.layers
-        for combo, name, kind in (
-            (self._grains, "grains", Labels),
-            (self._pores, "pores", Labels),
-            (self._confidence, "confidence", Image),
-        ):
-            if combo.value is None and name in layers and isinstance(layers[name], kind):
-                combo.value = layers[name]
+        self._pairing.refresh(layers)
+        if self._confidence.value is None and "confidence" in layers:
+            if isinstance(layers["confidence"], Image):
+                self._confidence.value = layers["confidence"]
         ref = self._pores.value or self._grains.value
         if self._image.value is None and ref is not None:
-            shape = spatial_shape(ref)[-2:]
+            shape = spatial_shape(ref)
             images = [
                 ly
                 for ly in layers
-                if isinstance(ly, Image)
-                and ly.name != "confidence"
-                and spatial_shape(ly)[-2:] == shape
+                if isinstance(ly, Image) and ly.name != "confidence" and spatial_shape(ly) == shape
             ]
             if images:
                 self._image.value = images[0]
+
+    def _image_changed(self, *_) -> None:
+        self._pairing.image_changed(self._viewer.layers)
+
+    def _say(self, text: str) -> None:
+        self._status.value = text
 
     def update_state(self, *_) -> None:
         super().update_state()
@@ -115,6 +127,7 @@ class MeasureWidget(TaskDock):
         self.run()
 
     def make_job(self) -> MeasureJob:
+        self._fix.check(self._grains.value, self._pores.value)
         return MeasureJob.from_layers(
             self._grains.value,
             self._pores.value,
@@ -133,13 +146,15 @@ class MeasureWidget(TaskDock):
     def on_done(self, m: Measurement) -> None:
         self.measurement = m
         self._geometry = self._pending_geometry
-        rows = summary_rows(m)
+        rows = summary_rows(m) + slice_rows(m.summary.get("slices", []))
         self.table.setRowCount(len(rows))
         fill(self.table, [list(r) for r in rows])
         draw_size_histograms(self.figure, m)
         self.canvas.draw_idle()
         counts = ", ".join(f"{len(t['label'])} {n}" for n, t in m.objects.items())
-        self._status.value = f"Measured {counts}." + (
+        slices = len(m.summary.get("slices", []))
+        where = f" in {slices} slices" if slices else ""
+        self._status.value = f"Measured {counts}{where}." + (
             " No pixel size known: values are in pixels." if m.unit == "px" else ""
         )
 
@@ -210,3 +225,17 @@ class MeasureWidget(TaskDock):
             opacity=0.8,
             **self._geometry,
         )
+
+
+def slice_rows(slices: list[dict]) -> list[tuple[str, str]]:
+    """Table rows of a stack's slices: pore and grain fractions and object counts."""
+    rows = []
+    for row in slices:
+        z = row["slice"]
+        for key in ("pore_fraction", "grain_fraction"):
+            value = row[key]
+            text = "-" if value is None else f"{100 * value:.3g} %"
+            rows.append((f"slice {z}: {key.replace('_', ' ')}", text))
+        counts = ", ".join(f"{row[k]} {k[:-6]}" for k in row if k.endswith("_count"))
+        rows.append((f"slice {z}: objects", counts))
+    return rows

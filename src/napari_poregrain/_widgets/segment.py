@@ -16,6 +16,7 @@ from ..inference.tiling import DEFAULT_OVERLAP
 from ..model import load_checkpoint
 from ..sample import Sample
 from ._base import TaskDock
+from ._brush import OneBrush
 from ._layers import (
     LayerChoices,
     checksum,
@@ -79,6 +80,7 @@ class SegmentWidget(TaskDock):
             ]
         )  # fmt: skip
         self._layout.addWidget(self._form.native)
+        self._brush = OneBrush.attach(napari_viewer)  # painting one class clears the other
         self.update_state()
 
     # -- model choice -----------------------------------------------------------------

@@ -80,3 +80,36 @@ def column_name(column: str, unit: str) -> str:
     u = _ASCII[unit]
     kind = COLUMN_KINDS.get(column, "")
     return f"{column}_{u}2" if kind == "area" else f"{column}_{u}" if kind == "length" else column
+
+
+PIXEL_UNITS = ("", "none", "pixel", "pixels", "px")
+"""Unit names that mean "no physical size" (napari's default unit is ``pixel``)."""
+
+
+def scale_to_nm(scale, units) -> tuple[float, ...] | None:
+    """Pixel size in nm per axis from a layer's ``scale`` and its ``units``; None for pixels.
+
+    ``units``: pint units (as napari gives them) or unit names, any length unit (nm, µm, mm...);
+    None or napari's default ``pixel`` means the scale is not physical (lengths in px). ValueError
+    (one sentence) for a unit that is not a length or for axes of which only some have a unit.
+    """
+    scale = [float(s) for s in scale]
+    names = [str(u if u is not None else "").strip() for u in (units or [None] * len(scale))]
+    pixel = [n.lower() in PIXEL_UNITS for n in names]
+    if all(pixel):
+        return None
+    if any(pixel):
+        raise ValueError(f"the axes have units {', '.join(names)}: some in pixels, some not")
+    return tuple(_to_nm(s, u, n) for s, u, n in zip(scale, units, names, strict=True))
+
+
+def _to_nm(value: float, unit, name: str) -> float:
+    """``value`` ``unit`` in nm (pint); ValueError when ``unit`` is not a length."""
+    import pint
+
+    registry = getattr(unit, "_REGISTRY", None) or pint.get_application_registry()
+    try:
+        nm = (value * registry.Unit(name.replace("µ", "u").replace("μ", "u"))).to("nm")
+    except (pint.errors.PintError, AttributeError, TypeError, ValueError):
+        raise ValueError(f"cannot convert the unit {name!r} to a length in nm") from None
+    return float(f"{nm.magnitude:.12g}")

@@ -1,4 +1,7 @@
-"""The ``poregrain`` command line: one sub-command per module of this package."""
+"""poregrain: find pores and grains in SEM images of rocks, measure them and train the model.
+
+Run 'poregrain COMMAND --help' for the options of one command.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ import sys
 
 # sub-command -> module in napari_poregrain.cli with add_arguments(parser) and run(args) -> int
 COMMANDS = {
-    "predict": "Segment images into a 0/1/2 class map PNG per image.",
-    "demo": "Open napari with the sample SEM image and the segmentation widget.",
-    "measure": "Porosity, pore- and grain-size tables (CSV + JSON) of class-map label files.",
-    "evaluate": "Per-class IoU of predicted label maps (or a model) against reference maps.",
-    "train": "Train or fine-tune a model on labelled images (best model + per-epoch CSV log).",
+    "predict": "Segment SEM images: one class map per image (0 matrix, 1 grain, 2 pore).",
+    "demo": "Open napari with a synthetic shale image and the Segment panel.",
+    "measure": "Porosity, pore- and grain-size tables (CSV + JSON) of class maps.",
+    "evaluate": "Score class maps (or a model) against hand-made reference maps (IoU).",
+    "train": "Train or fine-tune the model on labelled images.",
 }
 
 
@@ -20,15 +23,57 @@ class CliError(Exception):
     """A problem to report as one line on stderr with a non-zero exit."""
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser that imports its module (and adds its options) on first use.
+
+    ``poregrain --help`` therefore imports no command module, so neither torch nor napari.
+    """
+
+    def __init__(self, *args, command: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.command = command
+
+    def load(self) -> CommandParser:
+        """Import the command's module once: its options and its ``run``."""
+        if self.command is not None:
+            module = importlib.import_module(f"{__name__}.{self.command}")
+            self.command = None
+            module.add_arguments(self)
+            self.set_defaults(_run=module.run)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.load()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.load()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self.load()
+        return super().format_usage()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poregrain", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The ``poregrain`` parser; a command's module is imported only when that command runs."""
+    parser = argparse.ArgumentParser(
+        prog="poregrain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"{__name__}.{name}")
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        sub.add_parser(name, help=help_text, description=help_text, command=name)
     return parser
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, CommandParser]:
+    """Every sub-command's parser of ``parser``, loaded (imports every command module)."""
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {name: p.load() for name, p in action.choices.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

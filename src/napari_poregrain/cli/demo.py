@@ -1,4 +1,4 @@
-"""``poregrain demo``: napari with the sample SEM image and the segmentation widget docked."""
+"""``poregrain demo``: napari with a synthetic shale SEM image and the Segment panel docked."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--truth", action="store_true", help="also load the exact ground truth")
+    p.add_argument(
+        "--truth",
+        action="store_true",
+        help="also open the true pores and grains of the synthetic image, to compare the "
+        "segmentation with",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """``poregrain evaluate``: per-class IoU of predictions against reference label maps.
 
-Three ways to give the pairs (files matched by stem):
+Four ways to give the pairs (files matched by stem):
 
 * ``--pred DIR --truth DIR``: existing 0/1/2 class maps against reference maps;
 * ``--images DIR --truth DIR [--model M]``: predict each image (above its data bar), then compare;
@@ -10,7 +10,9 @@ Three ways to give the pairs (files matched by stem):
   and with two baselines (Otsu threshold for pores, the majority class).
 
 Every file must have its partner; the first missing, unreadable or mis-sized file stops the run
-with one line naming it (exit 2). ``--json`` prints one JSON object on stdout and nothing else.
+with one line naming it (exit 2), and so does a reference holding values other than 0, 1, 2 and
+255 (unless ``--ignore-values`` lists them). ``--json`` prints one JSON object on stdout and
+nothing else.
 """
 
 from __future__ import annotations
@@ -36,27 +38,81 @@ if TYPE_CHECKING:
 
 # the ways to name the pairs (exactly one): option, metavar, help
 _SOURCES = (
-    ("--pred", "DIR", "predicted class maps (0/1/2)"),
-    ("--images", "DIR", "images to predict, then score"),
-    ("--data-dir", "D", "seed layout: JPEGImages/, SegmentationClassRaw/"),
+    (
+        "--pred",
+        "DIR",
+        "folder of class maps already made (0 matrix, 1 grain, 2 pore), e.g. by "
+        "poregrain predict; matched to --truth by file name",
+    ),
+    ("--images", "DIR", "folder of SEM images: segment each with --model, then score"),
+    (
+        "--data-dir",
+        "D",
+        "a data set in the seed's layout: images in JPEGImages/, hand-made class maps in "
+        "SegmentationClassRaw/, image lists in ImageSets/",
+    ),
     (
         "--config",
         "RECIPE",
-        "a training recipe (TOML): score its held-out images per source, with baselines",
+        "a training recipe (TOML): score its held-out images per source, next to two simple "
+        "baselines (Otsu threshold for pores, everything one class)",
     ),
 )
+KNOWN_VALUES = (0, 1, 2, 255)
+"""Values a reference map may hold: the three classes and 255 (not scored)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ._options import label_value
     from .predict import add_model_arguments
 
     src = p.add_mutually_exclusive_group(required=True)
     for flag, metavar, help_text in _SOURCES:
         src.add_argument(flag, type=Path, metavar=metavar, help=help_text)
-    p.add_argument("--truth", type=Path, metavar="DIR", help="reference label maps (0/1/2/255)")
-    p.add_argument("--split", default="test", help="with --data-dir: ImageSets/<SPLIT>.txt")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--truth",
+        type=Path,
+        metavar="DIR",
+        help="folder of hand-made reference class maps (0 matrix, 1 grain, 2 pore, 255 not "
+        "scored), one per image, same file name",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        help="with --data-dir: which image list to score, ImageSets/<SPLIT>.txt (default test)",
+    )
+    p.add_argument(
+        "--ignore-values",
+        type=label_value,
+        nargs="+",
+        default=[],
+        metavar="VALUE",
+        help="other values that may appear in the reference maps and are not scored like 255 "
+        "(without it, a reference with a value other than 0, 1, 2 or 255 stops the run)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the scores as one JSON object (for scripts) instead of a table",
+    )
     add_model_arguments(p)
+
+
+def check_truth_values(labels: np.ndarray, path: Path, allowed: tuple[int, ...] = ()) -> None:
+    """CliError naming ``path`` and its values when a reference holds values not in 0/1/2/255."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, dtype=np.uint8).ravel(), minlength=256)
+    ok = set(KNOWN_VALUES) | set(allowed)
+    stray = [v for v in np.flatnonzero(counts).tolist() if v not in ok]
+    if stray:
+        shown = ", ".join(map(str, stray[:8])) + (", ..." if len(stray) > 8 else "")
+        n = int(counts[stray].sum())
+        raise CliError(
+            f"{path}: {n} reference pixels hold values other than 0, 1, 2 and 255 ({shown}); "
+            f"fix the map, or pass --ignore-values {' '.join(map(str, stray))} to leave those "
+            "pixels unscored"
+        )
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
@@ -93,6 +149,7 @@ class _Scorer:
         try:
             if self.model is None:
                 truth, pred = self._read_pair(source, truth_path)
+                check_truth_values(truth.labels, truth_path, tuple(self.args.ignore_values))
             else:
                 truth, pred = self._predict_pair(source, truth_path)
         except ImageReadError as exc:
@@ -121,6 +178,7 @@ class _Scorer:
 
         sample = read_sample(source, labels=truth_path)  # a 2-D label map: a 2-D image
         args = self.args
+        check_truth_values(sample.labels, truth_path, tuple(args.ignore_values))  # before compute
         # options that the shared model arguments may add (e.g. --precision)
         extra = {"precision": args.precision} if getattr(args, "precision", None) else {}
         with TileBar(source.name) as bar:

@@ -9,19 +9,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..analysis.export import (
-    export_paths,
-    first_existing,
-    write_objects_csv,
-    write_summary_csv,
-    write_summary_json,
-)
+from ..analysis.export import write_objects_csv, write_summary_csv, write_summary_json
 from ..analysis.measure import DEFAULT_MIN_SIZE, class_map_sample, measure
 from ..analysis.summary import Measurement, flat_summary
-from ..analysis.units import parse_pixel_size
 from . import CliError
+from ._options import add_output_arguments, pixel_size, positive_int
 
 SUMMARY_CSV = "summary.csv"
+OUTPUT_SUFFIXES = ("_objects.csv", "_summary.json")
+"""Per label file: ``<stem>_objects.csv`` (one row per pore or grain), ``<stem>_summary.json``."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,48 +28,81 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help="class maps (PNG/TIF: 0 matrix, 1 grain, 2 pore, 255 ignored)",
     )
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder for the tables: <name>_objects.csv (one row per pore or grain), "
+        "<name>_summary.json per file and summary.csv for all; created if missing",
+    )
     p.add_argument(
         "--pixel-size",
+        type=pixel_size,
         metavar="SIZE",
-        help="pixel size with its unit, e.g. 13.96nm or 0.01396um (else lengths in pixels)",
+        help="the length of one pixel with its unit, e.g. 13.96nm or 0.01396um "
+        "(else lengths and areas are given in pixels)",
     )
     p.add_argument(
         "--image",
         type=Path,
         metavar="IMAGE",
         help="the SEM image of a single LABELS file: its pixel size (unless --pixel-size) and "
-        "data bar (excluded) are read from its metadata",
+        "data bar (left out of the measurement) are read from the image file",
     )
     p.add_argument(
         "--min-size",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MIN_SIZE,
         metavar="N",
-        help=f"smallest object in pixels (default {DEFAULT_MIN_SIZE})",
+        help="smallest pore or grain counted, in pixels, at least 1 "
+        f"(default {DEFAULT_MIN_SIZE}); smaller specks are left out of the sizes",
     )
     p.add_argument(
         "--unit",
         default="auto",
         choices=["auto", "nm", "um", "px"],
-        help="length unit (auto: nm below 100 nm pixels, else µm; px without a pixel size)",
+        help="length unit of the tables (auto: nm for pixels below 100 nm, else µm; "
+        "px when no pixel size is known)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_output_arguments(p, "tables")
+
+
+def _plan(args: argparse.Namespace) -> list[list[Path]]:
+    """Each file's two output paths, checked (names, existing files, folder) before measuring."""
+    from ..io.outputs import OutputError, check_folder, plan_outputs
+
+    combined = args.out / SUMMARY_CSV
+    if combined.exists() and not args.overwrite:
+        raise CliError(f"{combined} exists already; pass --overwrite to replace the outputs")
+    try:
+        plan = plan_outputs(
+            args.labels, args.out, OUTPUT_SUFFIXES, overwrite=args.overwrite,
+            by_folder=args.unique_names,
+        )  # fmt: skip
+        check_folder(args.out)
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io.images import ImageReadError
+    from ..io.outputs import is_fatal, save_error
 
-    if args.min_size < 1:
-        raise CliError(f"--min-size must be at least 1 pixel, not {args.min_size}")
     scale = _Scale.from_arguments(args)
-    combined = args.out / SUMMARY_CSV
-    if combined.exists() and not args.overwrite:
-        raise CliError(f"{combined} exists already; pass --overwrite to replace the outputs")
+    plan = _plan(args)
     rows, failures = [], 0
-    for path in tqdm(args.labels, desc="measure", unit="file", disable=len(args.labels) < 2):
+    files = list(zip(args.labels, plan))
+    for path, outputs in tqdm(files, desc="measure", unit="file", disable=len(files) < 2):
         try:
-            m = _measure_file(path, args, scale)
+            m = _measure_file(path, outputs, args, scale)
+        except _SaveError as exc:
+            failures += 1
+            tqdm.write(f"poregrain measure: {save_error(exc.path, exc.error)}", sys.stderr)
+            if is_fatal(exc.error):
+                return 1
+            continue
         except (ImageReadError, ValueError, OSError) as exc:
             failures += 1
             msg = str(exc)
@@ -82,9 +111,29 @@ def run(args: argparse.Namespace) -> int:
             continue
         rows.append({"file": str(path), **flat_summary(m.summary)})
         tqdm.write(_line(path, m.summary), sys.stdout)
-    if rows:
-        write_summary_csv(rows, combined)
-    return 1 if failures else 0
+    return _write_combined(rows, args.out / SUMMARY_CSV) or (1 if failures else 0)
+
+
+def _write_combined(rows: list[dict], path: Path) -> int:
+    """Write summary.csv (when any file was measured); 1 and one line on a save error."""
+    from ..io.outputs import save_error
+
+    if not rows:
+        return 0
+    try:
+        write_summary_csv(rows, path)
+    except OSError as exc:
+        print(f"poregrain measure: {save_error(path, exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _SaveError(Exception):
+    """An OSError while writing ``path`` (not while reading)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(str(error))
+        self.path, self.error = path, error
 
 
 @dataclass(frozen=True)
@@ -98,12 +147,7 @@ class _Scale:
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> _Scale:
         """From ``--pixel-size``, ``--image`` and ``--unit``; a bad option is a CliError."""
-        pixel_nm = None
-        if args.pixel_size is not None:
-            try:
-                pixel_nm = parse_pixel_size(args.pixel_size)
-            except ValueError as exc:
-                raise CliError(f"--pixel-size: {exc}") from None
+        pixel_nm = args.pixel_size  # nm, checked at parse time
         scale = cls(pixel_nm) if args.image is None else cls._from_image(args, pixel_nm)
         if args.unit not in ("auto", "px") and scale.pixel_size_nm is None:
             raise CliError(f"--unit {args.unit} needs a pixel size (--pixel-size or --image)")
@@ -132,23 +176,25 @@ class _Scale:
         return cls(pixel_nm, img.data_bar_row, tuple(img.shape[-2:]))
 
 
-def _measure_file(path: Path, args: argparse.Namespace, scale: _Scale) -> Measurement:
+def _measure_file(
+    path: Path, outputs: list[Path], args: argparse.Namespace, scale: _Scale
+) -> Measurement:
     """Measure one label file and write its two files; problems raise (the caller reports)."""
     from ..io.images import read_labels
 
     class_map = read_labels(path)
     if scale.shape is not None and scale.shape != class_map.shape:
         raise ValueError(f"its shape {class_map.shape} differs from {args.image}'s {scale.shape}")
-    objects, summary = export_paths(args.out / path.stem)
-    taken = None if args.overwrite else first_existing((objects, summary))
-    if taken is not None:
-        raise ValueError(f"{taken} exists already; pass --overwrite to replace it")
     sample = class_map_sample(
         class_map, scale.pixel_size_nm, data_bar_row=scale.data_bar_row, name=str(path)
     )
     m = measure(sample, min_size=args.min_size, unit=args.unit)
-    write_objects_csv(m, objects)
-    write_summary_json(m, summary)
+    objects, summary = outputs
+    for target, write in ((objects, write_objects_csv), (summary, write_summary_json)):
+        try:
+            write(m, target)
+        except OSError as exc:
+            raise _SaveError(target, exc) from None
     return m
 
 

@@ -1,4 +1,9 @@
-"""``poregrain predict IMAGE... --out DIR``: one 0/1/2 class-map PNG per image."""
+"""``poregrain predict IMAGE... --out DIR``: one 0/1/2 class-map PNG per image.
+
+Everything that can be checked before the compute is: option ranges (at parse time), output
+names (two images never share one; an existing file is replaced only with ``--overwrite``), the
+output folder (created, writable) and a rough disk-space estimate.
+"""
 
 from __future__ import annotations
 
@@ -9,37 +14,79 @@ from pathlib import Path
 from ..inference.predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from ..model import CheckpointError, load_checkpoint, resolve_model
 from . import CliError
+from ._options import add_output_arguments, fraction, positive_int, tile_side
 from ._progress import TileBar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="SEM images to segment (TIFF, PNG, JPEG or BMP); a data bar is found and left out",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder for the class maps, one <image name>.png each (0 matrix, 1 grain, 2 pore); "
+        "created if missing",
+    )
+    add_output_arguments(p, "class maps")
     add_model_arguments(p)
+    from ._cluster import add_cluster_arguments
+
+    add_cluster_arguments(p)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--model, --device, --tile, --overlap: shared by every command that predicts."""
-    p.add_argument("--model", default="default", help="checkpoint file or model name")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    """--model, --device, --tile, --overlap, --batch, --precision: every command that predicts."""
+    p.add_argument(
+        "--model",
+        default="default",
+        help="the trained model: a .safetensors file or the name of an installed model "
+        "(default: the shipped model)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to compute: a graphics card (cuda, mps) or the processor (cpu); "
+        "auto takes a graphics card when there is one",
+    )
     p.add_argument(
         "--tile",
-        type=int,
+        type=tile_side,
         default=None,
-        help=f"nominal tile side (default: {DEFAULT_TILE} on a GPU, {CPU_TILE} on the CPU)",
+        metavar="PIXELS",
+        help="large images are segmented in square pieces of this many pixels a side "
+        f"(a multiple of 16; default {DEFAULT_TILE} on a graphics card, {CPU_TILE} on the "
+        "processor); smaller pieces need less memory",
     )
-    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
+    p.add_argument(
+        "--overlap",
+        type=fraction,
+        default=DEFAULT_OVERLAP,
+        metavar="FRACTION",
+        help="how much neighbouring pieces overlap, as a share of their side, in [0, 1) "
+        f"(default {DEFAULT_OVERLAP}); more overlap hides seams but takes longer",
+    )
     p.add_argument(
         "--batch",
-        type=int,
+        type=positive_int,
         default=None,
-        help="tiles per forward pass (default: 8 on CUDA, else 1)",
+        metavar="N",
+        help="pieces computed together, at least 1 (default: 8 on a graphics card, else 1); "
+        "more is faster but needs more memory",
     )
     p.add_argument(
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32",
+        help="number precision of the compute: fp32 is exact, bf16/fp16 faster on recent "
+        "hardware; auto takes bf16 where the hardware supports it, else fp32",
     )
 
 
@@ -50,27 +97,76 @@ def load_model(args: argparse.Namespace):
         raise CliError(str(exc)) from None
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io.images import ImageReadError, read_sample, write_labels
+def plan(args: argparse.Namespace) -> list[Path]:
+    """The output file of each image, checked before any compute; problems are a CliError."""
+    from ..io.outputs import (
+        OutputError,
+        check_folder,
+        check_space,
+        image_shape,
+        label_bytes,
+        plan_outputs,
+    )
 
+    try:
+        outputs = plan_outputs(
+            args.images, args.out, (".png",), overwrite=args.overwrite,
+            by_folder=args.unique_names,
+        )  # fmt: skip
+        check_folder(args.out)
+        check_space(args.out, label_bytes(image_shape(p) for p in args.images))
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
+    return [paths[0] for paths in outputs]
+
+
+def _segment(path: Path, model, args: argparse.Namespace):
+    """The class map of one image; an unreadable image raises (the caller names it)."""
+    from ..io.images import read_sample
+
+    sample = read_sample(path)
+    with TileBar(path.name) as bar:
+        return predict(
+            sample, model, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
+            device=args.device, precision=args.precision, progress=bar.update_to,
+        ).labels  # fmt: skip
+
+
+def _save(target: Path, labels) -> tuple[str, bool] | None:
+    """Write one class map; None, or (one-sentence error, whether further saves fail too)."""
+    from ..io.images import write_labels
+    from ..io.outputs import is_fatal, save_error
+
+    try:
+        write_labels(target, labels)
+    except OSError as exc:
+        return save_error(target, exc), is_fatal(exc)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io.images import ImageReadError
+
+    outputs = plan(args)  # names, overwrites, writable folder and space: before any compute
+    if args.cluster:
+        from ._cluster import run_on_cluster
+
+        return run_on_cluster(args, outputs)
     model = load_model(args)
     failures = 0
-    for path in args.images:
+    for i, (path, target) in enumerate(zip(args.images, outputs)):
         try:
-            sample = read_sample(path)
-            with TileBar(path.name) as bar:
-                result = predict(
-                    sample,
-                    model,
-                    tile=args.tile,
-                    overlap=args.overlap,
-                    batch_size=args.batch,
-                    device=args.device,
-                    precision=args.precision,
-                    progress=bar.update_to,
-                )
-            write_labels(args.out / f"{path.stem}.png", result.labels)
+            problem = _save(target, _segment(path, model, args))
         except (ImageReadError, ValueError, OSError) as exc:
-            failures += 1
-            print(f"poregrain predict: {path}: {exc}", file=sys.stderr)
+            problem = f"{path}: {exc}", False
+        if problem is None:
+            continue
+        failures += 1
+        message, fatal = problem
+        left = len(outputs) - i - 1
+        if fatal and left:
+            message += f"; stopped, {left} image(s) not done"
+        print(f"poregrain predict: {message}", file=sys.stderr)
+        if fatal:
+            return 1
     return 1 if failures else 0

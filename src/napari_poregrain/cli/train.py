@@ -27,101 +27,10 @@ from pathlib import Path
 from ..sample import Sample
 from . import CliError
 from ._files import files_by_stem, pair_by_stem
+from ._train_args import CONFIG_OPTIONS, add_arguments
+
+__all__ = ["add_arguments", "read_pair", "run"]
 from ._seed import seed_split
-
-ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
-
-# TrainConfig fields settable from the command line: option dest -> field name.
-_SAME = "steps epochs steps_per_epoch crop batch lr weight_decay warmup device seed val_fraction"
-_OPTIONS = {n: n for n in f"{_SAME} patience scale_range class_balance freeze_bn".split()}
-_OPTIONS["workers"] = "num_workers"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    _data_arguments(p)
-    _model_arguments(p)
-    _schedule_arguments(p)
-    _sampling_arguments(p)
-    p.add_argument("--half", action="store_true", help="store fp16 weights (half the size)")
-    p.add_argument("--name", help="the model's name (default: the file's stem)")
-    p.add_argument("--out", required=True, type=Path, metavar="MODEL.safetensors")
-
-
-def _data_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", type=Path, metavar="DIR", help="training images")
-    src.add_argument("--data-dir", type=Path, metavar="D", help="the seed's dataset layout")
-    src.add_argument("--config", type=Path, metavar="RECIPE", help="a training recipe (TOML)")
-    p.add_argument("--labels", type=Path, metavar="DIR", help="label maps matching --images")
-    p.add_argument("--val-images", type=Path, metavar="DIR", help="validation images")
-    p.add_argument("--val-labels", type=Path, metavar="DIR", help="their label maps")
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        metavar="F",
-        help="without validation images: share of each image's labelled pixels held out "
-        "(a contiguous block; default 0.2)",
-    )
-
-
-def _model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--init",
-        default=None,
-        metavar="default|scratch|PATH",
-        help="starting model: the shipped default (default), scratch, or a checkpoint file or "
-        "model name (with --config: scratch unless given)",
-    )
-    p.add_argument(
-        "--encoder", default=None, help=f"encoder for --init scratch ({', '.join(ENCODERS)}, ...)"
-    )
-
-
-_SCHEDULE = (  # (option, type, help) of the plain numeric options, in --help order
-    (
-        "--steps-per-epoch",
-        int,
-        "steps between validations (default: enough crops to cover the labelled area once, "
-        "at least 10)",
-    ),
-    ("--crop", int, "training crop side (default 256)"),
-    ("--batch", int, "crops per step (default 4)"),
-    ("--lr", float, "peak learning rate (default 1e-3)"),
-    ("--weight-decay", float, "AdamW weight decay (1e-4)"),
-    ("--warmup", int, "warm-up steps (default: a tenth, at most 200)"),
-    (
-        "--patience",
-        int,
-        "stop after N epochs without a better validation IoU (default 10; 0: never)",
-    ),
-)
-
-
-def _schedule_arguments(p: argparse.ArgumentParser) -> None:
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, metavar="N", help="optimisation steps (default 300)")
-    length.add_argument(
-        "--epochs", type=int, metavar="N", help="epochs of --steps-per-epoch steps"
-    )
-    for option, kind, text in _SCHEDULE:
-        p.add_argument(option, type=kind, metavar="N" if kind is int else "F", help=text)
-
-
-def _sampling_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--scale-range",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="zoom augmentation range (default 0.8 1.25)",
-    )
-    p.add_argument(
-        "--class-balance", type=float, metavar="F", help="share of class-balanced crops (0.75)"
-    )
-    p.add_argument("--freeze-bn", action="store_true", default=None, help="fix BatchNorm stats")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
-    p.add_argument("--seed", type=int, metavar="N")
-    p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (default 0)")
 
 
 def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[str, Path, Path]]:
@@ -167,11 +76,12 @@ def _recipe_data(args: argparse.Namespace):
     return recipe, split.samples("train"), split.samples("val")
 
 
-def _config(args: argparse.Namespace, recipe_train: dict | None):
-    from ..training.config import TrainConfig
+def _config(args: argparse.Namespace, recipe_train: dict | None, fine_tune: bool = False):
+    """The settings: the fine-tune defaults (``fine_tune``) or the recipe's, then the options."""
+    from ..training.config import TrainConfig, finetune_config
 
     known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig()
+    cfg = finetune_config() if fine_tune else TrainConfig()
     for key, value in (recipe_train or {}).items():
         if key not in known:
             raise CliError(f"{args.config}: unknown [train] setting {key!r}")
@@ -180,7 +90,7 @@ def _config(args: argparse.Namespace, recipe_train: dict | None):
         setattr(cfg, key, value)
     if args.steps is not None or args.epochs is not None:
         cfg.steps = cfg.epochs = None
-    for dest, name in _OPTIONS.items():
+    for dest, name in CONFIG_OPTIONS.items():
         value = getattr(args, dest)
         if value is not None:
             setattr(cfg, name, tuple(value) if dest == "scale_range" else value)
@@ -345,7 +255,7 @@ def _files_job(args: argparse.Namespace) -> _Job:
     model = _init_model(init_spec, args.encoder)  # fail fast, before reading the images
     samples = _read_all(train_files, "read images")
     val = _read_all(val_files, "read validation images") if val_files else None
-    cfg = _config(args, None)
+    cfg = _config(args, None, fine_tune=model is not None)
     if model is None and args.encoder is not None:
         cfg.encoder = args.encoder
     extra = {"init": init_spec} if model is not None else {}
@@ -366,6 +276,9 @@ def _train(job: _Job, args: argparse.Namespace):
             return trainer.fit()
         except (ValueError, FileExistsError, FloatingPointError) as exc:
             raise CliError(str(exc)) from None
+        except OSError as exc:
+            where = exc.filename or args.out
+            raise CliError(f"could not save to {where}: {exc.strerror or exc}") from None
         finally:
             reporter.close()
 
@@ -373,8 +286,10 @@ def _train(job: _Job, args: argparse.Namespace):
 def _print_result(result) -> None:
     how = "cancelled" if result.cancelled else "stopped early" if result.stopped_early else "done"
     print(f"{how}: {result.steps} of {result.total_steps} steps in {result.seconds:.0f} s")
+    for note in result.notes:
+        print(f"note: {note}")
     if result.path is None:
-        print("no model was saved (stopped before the first validation)")
+        print(result.message)
     else:
         m = result.best_metrics
         if m is not None:
@@ -384,7 +299,8 @@ def _print_result(result) -> None:
                 f"grain {_fmt(iou['grain'])} pore {_fmt(iou['pore'])} mean {_fmt(m['mean_iou'])}"
             )
         print(f"model: {result.path}")
-    print(f"log: {result.log_path}")
+    if result.log_path.exists():  # a run that saved nothing leaves no log either
+        print(f"log: {result.log_path}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,14 +8,21 @@ model is lent for the call and handed back as it was (see :class:`.device.LentMo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..callbacks import ProgressFn, StopFn, check_stop
 from ..model import LoadedModel
-from ..preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
+from ..preprocess import (
+    Normalization,
+    check_pixels,
+    intensity_range,
+    is_rgb,
+    normalize,
+    to_grey,
+)
 from ..sample import Sample
 from .device import (
     CPU_TILE,
@@ -31,7 +38,7 @@ from .device import (
 )
 from .tiling import DEFAULT_OVERLAP, Plan, blend_tiles, make_plan, padded
 
-__all__ = ["Prediction", "as_sample", "predict"]
+__all__ = ["LabelSink", "Prediction", "as_sample", "predict"]
 # re-exported: the widgets, the CLI and the benchmarks import these from here
 __all__ += ["CPU_TILE", "DEFAULT_OVERLAP", "DEFAULT_TILE", "PRECISIONS", "available_devices"]
 __all__ += ["default_batch", "default_tile", "resolve_device", "resolve_precision"]
@@ -41,9 +48,10 @@ _forward = forward  # the one forward pass lives in .device, where blend_tiles f
 
 @dataclass
 class Prediction:
-    """``labels``: uint8 class map; ``confidence``: uint8 top-class probability x 255, or None."""
+    """``labels``: uint8 class map (None when streamed to ``out``); ``confidence``: uint8
+    top-class probability x 255, or None."""
 
-    labels: np.ndarray
+    labels: np.ndarray | None
     confidence: np.ndarray | None = None
 
 
@@ -60,6 +68,7 @@ def predict(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     content_rows: int | None = None,
+    out: LabelSink | None = None,
 ) -> Prediction:
     """Segment a Sample: a 2-D image, an RGB(A) image or a (Z, Y, X) stack slice by slice.
 
@@ -71,23 +80,32 @@ def predict(
     :func:`~.device.resolve_precision`; ``fp32`` is exact). ``model`` is left as it was found
     (device, train/eval mode, memory layout). Raises
     :class:`~napari_poregrain.callbacks.Cancelled` when ``should_stop()`` is true.
+    ``out`` (a 2-D image only): a sink such as :mod:`napari_poregrain.io.writers`' writers that
+    takes each final block of classes as it is blended, so no class map is held (``labels`` of
+    the result is then None; rows below the data bar are never written).
     """
     sample = as_sample(image, content_rows)
+    if isinstance(sample.pixels, np.ndarray):  # a lazy image is checked tile by tile
+        check_pixels(sample.content())
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     norm = model.meta.normalization
     n = sample.shape[0] if sample.is_stack else 1
-    labels = np.zeros((n, sample.height, sample.width), np.uint8)
+    _check_sink(sample, out, return_confidence)
+    labels = None if out is not None else np.zeros((n, sample.height, sample.width), np.uint8)
     conf = np.zeros_like(labels) if return_confidence else None
     with LentModel(model.net, dev) as net:
         plan = make_plan(net, dev, dtype, sample.rows, sample.width, tile, overlap, batch_size)
         ticker = _Ticker(n * len(plan.ys) * len(plan.xs), progress)
         for z, part in enumerate(sample.slices()):
             check_stop(should_stop)
-            job = _SliceJob(part, plan, norm, labels[z], None if conf is None else conf[z])
+            target = out if labels is None else labels[z]
+            job = _SliceJob(part, plan, norm, target, None if conf is None else conf[z])
             blend_tiles(
                 job.tile_input, (part.rows, part.width), plan, job.write, ticker, should_stop
             )
+    if labels is None:
+        return Prediction(None)
     if not sample.is_stack:
         return Prediction(labels[0], None if conf is None else conf[0])
     return Prediction(labels, conf)
@@ -118,8 +136,23 @@ def as_sample(image: Sample | Any, content_rows: int | None = None) -> Sample:
 def _check_shape(spatial: tuple[int, ...], shape: tuple[int, ...]) -> None:
     if len(spatial) not in (2, 3):
         raise ValueError(f"expected a 2-D image, an RGB image or a 3-D stack, got shape {shape}")
-    if min(spatial[-2:]) < 1:
+    if min(shape) < 1:
         raise ValueError(f"image of shape {shape} has no pixels")
+
+
+class LabelSink(Protocol):
+    """Where streamed classes go: ``write(y0, x0, block)`` with a (h, w) uint8 block."""
+
+    def write(self, y0: int, x0: int, block: np.ndarray) -> None: ...
+
+
+def _check_sink(sample: Sample, out: LabelSink | None, confidence: bool) -> None:
+    if out is None:
+        return
+    if sample.is_stack:
+        raise ValueError("a stack cannot be streamed to one label file: predict its slices")
+    if confidence:
+        raise ValueError("return_confidence needs the in-memory class map (out=None)")
 
 
 class _Ticker:
@@ -142,7 +175,7 @@ class _SliceJob:
         part: Sample,
         plan: Plan,
         norm: Normalization,
-        labels: np.ndarray,
+        labels: np.ndarray | LabelSink,
         confidence: np.ndarray | None,
     ) -> None:
         self.pixels = part.content()  # a view: rows above the data bar, read tile by tile
@@ -161,7 +194,10 @@ class _SliceJob:
         """Write a final block's classes (and confidence) into the output."""
         top, cls = sums.max(0)
         h, w = cls.shape
-        self.labels[y0 : y0 + h, x0 : x0 + w] = cls.numpy()
+        if isinstance(self.labels, np.ndarray):
+            self.labels[y0 : y0 + h, x0 : x0 + w] = cls.numpy()
+        else:
+            self.labels.write(y0, x0, cls.numpy().astype(np.uint8))
         if self.confidence is not None:
             c = (top / weights).clamp(0, 1) * 255
             self.confidence[y0 : y0 + h, x0 : x0 + w] = c.round().numpy()

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..preprocess import check_pixels
 from ..sample import Sample
 from .databar import detect_data_bar
 from .files import (
@@ -80,6 +81,7 @@ def _read_tiff(path: Path) -> Sample:
         data, rgb = _tiff_pixels(page, tf.series[0].asarray())
         vendor, pixel_size_nm, scan_rows = tiff_metadata(tf, page)
     metadata: dict[str, Any] = {"source_path": str(path), "rgb": rgb, **vendor}
+    _check(path, data)
     bar = detect_data_bar(data, scan_rows=scan_rows, rgb=rgb)
     return Sample(data, None, pixel_size_nm, bar, name=path.stem, rgb=rgb, metadata=metadata)
 
@@ -123,8 +125,17 @@ def _read_pil(path: Path) -> Sample:
         data, rgb = np.ascontiguousarray(data[..., 0]), False
     data = np.array(data)  # writable, detached from Pillow
     metadata: dict[str, Any] = {"source_path": str(path), "vendor": None, "rgb": rgb}
+    _check(path, data)
     bar = detect_data_bar(data, rgb=rgb)
     return Sample(data, None, None, bar, name=path.stem, rgb=rgb, metadata=metadata)
+
+
+def _check(path: Path, data: np.ndarray) -> None:
+    """ImageReadError (the reason) for empty, non-numeric, non-finite or out-of-range pixels."""
+    try:
+        check_pixels(data, finite=True)
+    except ValueError as exc:
+        raise ImageReadError(f"Cannot read {path}: {exc}.") from None
 
 
 def apply_palette(indices: np.ndarray, colormap: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -1,7 +1,14 @@
 """Training and fine-tuning: the recipe (:mod:`.config`), data and crops (:mod:`.data`), the loss
 (:mod:`.loss`), validation (:mod:`.validation`), the :class:`Trainer` and training recipes."""
 
-from .config import TrainConfig, TrainEvent, TrainResult, load_training_log, log_path_for
+from .config import (
+    TrainConfig,
+    TrainEvent,
+    TrainResult,
+    finetune_config,
+    load_training_log,
+    log_path_for,
+)
 from .trainer import Trainer, train
 
 __all__ = [
@@ -9,6 +16,7 @@ __all__ = [
     "TrainEvent",
     "TrainResult",
     "Trainer",
+    "finetune_config",
     "load_training_log",
     "log_path_for",
     "train",

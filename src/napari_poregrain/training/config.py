@@ -65,6 +65,15 @@ class TrainConfig:
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, which is validated and saved
     instead of the raw weights (0: off). Steadies long runs; e.g. 0.995 for 2,000+ steps."""
+    focus: float = 0.0
+    """Fine-tuning: share of crops centred on a corrected pixel (labels differ from the starting
+    model's prediction); the rest are drawn class-balanced. 0: off."""
+    focus_weight: float = 1.0
+    """Fine-tuning: loss weight of corrected pixels (1: same as the others)."""
+    encoder_lr: float = 1.0
+    """The encoder's learning rate as a fraction of ``lr`` (decoder and head get ``lr``)."""
+    freeze_encoder: int = 0
+    """Fine-tuning: steps at the start during which the encoder's weights are not updated."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first unusable setting."""
@@ -106,7 +115,37 @@ class TrainConfig:
             return "num_workers must be >= 0"
         if not 0 <= self.ema < 1:
             return f"the EMA decay must be in [0, 1), not {self.ema}"
+        return self._finetune_problem()
+
+    def _finetune_problem(self) -> str | None:
+        if not 0 <= self.focus <= 1:
+            return f"the corrected-pixel share must be in [0, 1], not {self.focus}"
+        if not self.focus_weight > 0:
+            return f"the corrected-pixel loss weight must be positive, not {self.focus_weight}"
+        if not 0 <= self.encoder_lr <= 1:
+            return f"the encoder's learning-rate fraction must be in [0, 1], not {self.encoder_lr}"
+        if self.freeze_encoder < 0:
+            return f"freeze_encoder must be >= 0 steps, not {self.freeze_encoder}"
         return None
+
+
+FINETUNE_DEFAULTS: dict = {"steps": 120, "lr": 1e-3, "crop": 256, "batch": 4}
+"""The default fine-tune settings (one corrected image, about 2 CPU minutes); see
+``benchmarks/finetune.py`` for how they were chosen."""
+
+
+def finetune_config(**overrides) -> TrainConfig:
+    """The default fine-tune :class:`TrainConfig` (widget and ``train --init``), checked.
+
+    ``overrides`` replace single fields; giving ``epochs`` drops the default ``steps``.
+    """
+    settings = dict(FINETUNE_DEFAULTS)
+    if overrides.get("epochs") is not None and "steps" not in overrides:
+        settings.pop("steps")
+    settings.update(overrides)
+    config = TrainConfig(**settings)
+    config.validate()
+    return config
 
 
 @dataclass
@@ -150,6 +189,29 @@ class TrainResult:
     seconds: float = 0.0
     cancelled: bool = False
     stopped_early: bool = False
+    improved: bool = False
+    """Whether a model was saved: one that beat the starting model's validation score (or,
+    without validation data or a starting model, the latest one)."""
+    message: str = ""
+    """One sentence on how the run ended (what was saved, or why nothing was)."""
+    notes: list[str] = field(default_factory=list)
+    """Remarks on the training data (e.g. a class with no labelled pixel)."""
+
+
+def outcome_message(result: TrainResult, baseline: float | None, fine_tune: bool) -> str:
+    """One sentence on how a run ended, for the widget and the command line."""
+    start = "" if baseline is None else f" (starting model {baseline:.3f})"
+    if result.path is not None:
+        m = result.best_metrics or {}
+        score = "" if m.get("mean_iou") is None else f", validation mean IoU {m['mean_iou']:.3f}"
+        return f"Saved {result.path.name} from epoch {result.best_epoch}{score}{start}."
+    if fine_tune and baseline is not None and result.history[1:]:
+        how = "was cancelled before any epoch" if result.cancelled else "no epoch"
+        return (
+            f"Nothing was saved: {how} beat the starting model's validation mean IoU of "
+            f"{baseline:.3f}; try more steps or correct more pixels."
+        )
+    return "Nothing was saved: the run was cancelled before its first validation."
 
 
 ProgressCallback = Callable[[TrainEvent], None]

@@ -25,8 +25,12 @@ from ..inference.tiling import padded
 from ..preprocess import Normalization, intensity_range, is_rgb, normalize, to_grey
 from ..sample import Sample
 from .config import TrainConfig
+from .focus import Corrections
+from .guards import check_labels
 
 _MAX_CENTRES = 250_000  # candidate crop centres kept per class and image
+MIN_SIDE = 32
+"""Images (or regions) at least this big but smaller than a crop are padded; smaller: refused."""
 
 
 @dataclass
@@ -36,6 +40,8 @@ class Region:
     u: np.ndarray
     labels: np.ndarray
     name: str
+    corrected: np.ndarray | None = None
+    """Fine-tuning: True where the labels differ from the starting model's prediction."""
 
 
 def check_arrays(image, labels, name: str) -> None:
@@ -78,10 +84,10 @@ def _usable(sample: Sample, name: str, crop: int | None) -> tuple[np.ndarray, np
     labels = None if sample.labels is None else sample.content(sample.labels)
     check_arrays(sample.content(), labels, name)  # only the usable rows matter
     labels = sample.content(sample.masked_labels())
-    if crop is not None and min(labels.shape) < crop:
+    if crop is not None and min(labels.shape) < min(crop, MIN_SIDE):
         raise ValueError(
-            f"{name} is {labels.shape[0]}x{labels.shape[1]} pixels, smaller than the {crop}-pixel "
-            "training crop; choose a smaller crop"
+            f"{name} is {labels.shape[0]}x{labels.shape[1]} pixels, smaller than the "
+            f"{min(crop, MIN_SIDE)}-pixel minimum for training (smaller crops are padded)"
         )
     return np.asarray(sample.content()), labels
 
@@ -177,7 +183,11 @@ def prepare_data(
         raise ValueError("no training images were given")
     checked = _checked(samples, "image", config.crop)
     if not _labelled(lab for _, lab, _ in checked):
-        raise ValueError("the training labels hold no labelled pixels (everything is 255)")
+        raise ValueError(
+            "the training labels hold no labelled pixels (everything is 255 or outside the "
+            "region); correct some pixels first"
+        )
+    notes = check_labels([lab for _, lab, _ in checked])
     if val_samples:
         vchecked = _checked(val_samples, "validation image", None)
         if not _labelled(lab for _, lab, _ in vchecked):
@@ -194,6 +204,7 @@ def prepare_data(
     description = {
         "train": [_describe(r.name, r.labels) for r in train],
         "split": {"validation": how, "val": [_describe(r.name, r.labels) for r in val]},
+        "notes": notes,
     }
     return train, val, description
 
@@ -307,6 +318,8 @@ class CropSampler(torch.utils.data.IterableDataset):
         self.region_p = [
             (counts[c] / counts[c].sum()) if counts[c].sum() else None for c in range(N_CLASSES)
         ]
+        self.focus = Corrections(self.regions)
+        self.weighted = config.focus_weight != 1 and self.focus.total > 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
@@ -315,12 +328,21 @@ class CropSampler(torch.utils.data.IterableDataset):
         while True:
             yield self.sample(rng)
 
+    def centre(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """A crop centre ``(region, row, column)``: corrected (a ``focus`` share) or balanced."""
+        if self.focus.total and rng.random() < self.config.focus:
+            j, flat = self.focus.pick(rng)
+        else:
+            c = int(rng.choice(N_CLASSES, p=self.class_p))
+            j = int(rng.choice(len(self.regions), p=self.region_p[c]))
+            idx = self.centres[c][j]
+            flat = idx[rng.integers(idx.size)]
+        cy, cx = np.unravel_index(flat, self.regions[j].labels.shape)
+        return j, int(cy), int(cx)
+
     def _window(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        c = int(rng.choice(N_CLASSES, p=self.class_p))
-        j = int(rng.choice(len(self.regions), p=self.region_p[c]))
+        j, cy, cx = self.centre(rng)
         region = self.regions[j]
-        idx = self.centres[c][j]
-        cy, cx = np.unravel_index(idx[rng.integers(idx.size)], region.labels.shape)
         w = self.window
         jitter = rng.integers(-(w // 4), w // 4 + 1, size=2)
         h_img, w_img = region.labels.shape
@@ -328,6 +350,9 @@ class CropSampler(torch.utils.data.IterableDataset):
         x0 = int(np.clip(cx + jitter[1] - w // 2, 0, max(w_img - w, 0)))
         u = region.u[y0 : y0 + w, x0 : x0 + w]
         lab = region.labels[y0 : y0 + w, x0 : x0 + w]
+        if self.weighted:  # the corrected flag rides along as 3 + class (255 stays ignored)
+            corrected = region.corrected[y0 : y0 + w, x0 : x0 + w]
+            lab = np.where(corrected, lab + N_CLASSES, lab).astype(np.uint8)
         if u.shape != (w, w):  # a region smaller than the window: mirror the image, ignore labels
             lab = np.pad(lab, ((0, w - u.shape[0]), (0, w - u.shape[1])), constant_values=IGNORE)
             u = padded(u, w, w)
@@ -341,4 +366,8 @@ class CropSampler(torch.utils.data.IterableDataset):
         with _one_thread():  # tiny ops: extra threads only add overhead
             image, mask = self.transform(image, mask)
         x = unit_to_input(image.as_subclass(torch.Tensor), self.norm)
-        return x.float(), mask.as_subclass(torch.Tensor)[0].long()
+        y = mask.as_subclass(torch.Tensor)[0].long()
+        if not self.weighted:
+            return x.float(), y
+        weight = torch.where((y >= N_CLASSES) & (y != IGNORE), self.config.focus_weight, 1.0)
+        return x.float(), torch.where(y == IGNORE, y, y % N_CLASSES), weight

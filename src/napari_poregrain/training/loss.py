@@ -20,11 +20,23 @@ class SegmentationLoss(nn.Module):
 
         self.dice = DiceLoss(mode="multiclass", ignore_index=IGNORE)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss; ``weight`` (optional, per pixel) weighs the cross-entropy term."""
         logits = logits.float()
-        n = (target != IGNORE).sum().clamp_min(1)
-        ce = nn.functional.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum") / n
-        return ce + self.dice(logits, target)
+        keep = target != IGNORE
+        if weight is None:
+            n = keep.sum().clamp_min(1)
+            ce = nn.functional.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
+        else:
+            weight = weight.float() * keep
+            n = weight.sum().clamp_min(1)
+            per_pixel = nn.functional.cross_entropy(
+                logits, target, ignore_index=IGNORE, reduction="none"
+            )
+            ce = (per_pixel * weight).sum()
+        return ce / n + self.dice(logits, target)
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -35,15 +47,29 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
+def encoder_parameters(net: nn.Module) -> list[nn.Parameter]:
+    """The trainable parameters of the network's encoder (none when it has no ``encoder``)."""
+    encoder = getattr(net, "encoder", None)
+    return [] if encoder is None else [p for p in encoder.parameters() if p.requires_grad]
+
+
 def adamw(net: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW, with the fused kernel where torch has one for the device (2x faster on CPU)."""
-    params = [p for p in net.parameters() if p.requires_grad]
+    """AdamW (fused where torch has it: 2x faster on CPU); the encoder at ``lr * encoder_lr``.
+
+    The first parameter group is the decoder and head (its ``lr`` is the one reported).
+    """
+    encoder = {id(p) for p in encoder_parameters(net)}
+    rest = [p for p in net.parameters() if p.requires_grad and id(p) not in encoder]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if encoder:
+        enc = [p for p in net.parameters() if id(p) in encoder]
+        groups.append({"params": enc, "lr": cfg.lr * cfg.encoder_lr})
     if device.type in ("cpu", "cuda"):
         try:
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+            return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         except (RuntimeError, TypeError):  # pragma: no cover - older torch
             pass
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def freeze_batchnorm(net: nn.Module) -> None:

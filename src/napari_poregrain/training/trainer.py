@@ -16,7 +16,6 @@ and object) is never modified.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -43,26 +42,15 @@ from .config import (
     TrainEvent,
     TrainResult,
     log_path_for,
+    outcome_message,
     write_training_log,
 )
 from .data import CropSampler, prepare_data, samples_from_pairs
-from .loss import SegmentationLoss, adamw, freeze_batchnorm, lr_factor
+from .focus import corrected_map
+from .guards import check_output, deterministic
+from .loss import SegmentationLoss, adamw, encoder_parameters, freeze_batchnorm, lr_factor
 from .provenance import model_meta, recipe_entry
-from .validation import evaluate_regions
-
-
-def check_output(out_path: str | Path, init: LoadedModel | None) -> Path:
-    """``out_path`` as a Path; ValueError/FileExistsError unless it and its log are new."""
-    out_path = Path(out_path)
-    if out_path.suffix != ".safetensors":
-        raise ValueError(f"{out_path}: a model file must end in .safetensors")
-    if init is not None and init.path is not None:
-        if out_path.resolve() == Path(init.path).resolve():
-            raise ValueError(f"{out_path} is the starting model; choose another output name")
-    for p in (out_path, log_path_for(out_path)):
-        if p.exists():
-            raise FileExistsError(f"{p} already exists; choose another name")
-    return out_path
+from .validation import evaluate_regions, predict_regions, truth_class_mean
 
 
 class Trainer:
@@ -120,7 +108,10 @@ class Trainer:
         self.metrics: dict | None = None  # the latest validation's
         self.history: list[dict] = []
         self.result = TrainResult(None, self.log_path, None, None, self.history)
-        self.result.total_steps = self.total_steps
+        self.result.total_steps, self.result.notes = self.total_steps, list(self.data["notes"])
+        self.baseline: float | None = None  # the starting model's validation mean IoU
+        self.selection_score: float | None = None  # mean IoU over the truth's classes
+        self.encoder_params: list[nn.Parameter] = []
         self._cancelled = False
         self._start = time.perf_counter()
 
@@ -147,6 +138,9 @@ class Trainer:
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
         self.net = net
+        self.encoder_params = encoder_parameters(net)
+        if init is not None and (cfg.focus > 0 or cfg.focus_weight != 1):
+            self.mark_corrections()
         self.optimizer = adamw(net, cfg, device)
         if cfg.ema:
             multi = get_ema_multi_avg_fn(cfg.ema)
@@ -164,6 +158,18 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
             persistent_workers=False,
         )
+
+    def mark_corrections(self) -> None:
+        """Predict the training regions once with the starting model; mark where labels differ."""
+        predicted = predict_regions(
+            self.net, self.train_regions, self.norm, self.device, dtype=self.dtype,
+            tile=self.config.eval_tile, should_stop=self.stop_requested,
+        )  # fmt: skip
+        for region, labels in zip(self.train_regions, predicted, strict=True):
+            region.corrected = corrected_map(region.labels, labels)
+        self.sampler = CropSampler(self.train_regions, self.config, self.norm)
+        corrected = sum(int(r.corrected.sum()) for r in self.train_regions)
+        self.data["corrected_pixels"] = self.recipe["corrected_pixels"] = corrected
 
     def lr_factor(self, step: int) -> float:
         """The learning-rate multiplier at ``step`` (warm-up, then cosine)."""
@@ -183,7 +189,7 @@ class Trainer:
         if self.net is not None:
             raise RuntimeError("this Trainer has already run; make a new one")
         self._start = time.perf_counter()
-        with _deterministic(self.device, self.config.seed):
+        with deterministic(self.device, self.config.seed):
             self._setup()
             try:
                 if self.init is not None and self.val_regions:
@@ -192,7 +198,16 @@ class Trainer:
             except Cancelled:
                 self.result.cancelled = True
         self.result.seconds = time.perf_counter() - self._start
+        self._conclude()
         return self.result
+
+    def _conclude(self) -> None:
+        """Say how the run ended; without a saved model, remove this run's log too."""
+        result = self.result
+        result.improved = self.saved
+        if not self.saved and self.log_path.exists():
+            self.log_path.unlink()  # this run's own file: nothing is left under the new name
+        result.message = outcome_message(result, self.baseline, self.init is not None)
 
     def _epochs(self) -> None:
         batches = iter(self.loader)
@@ -211,14 +226,12 @@ class Trainer:
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float | None:
         """One optimisation step on ``(inputs, targets)``; its loss (None: skipped, not finite)."""
-        x, y = batch
-        x = x.to(self.device, non_blocking=True)
-        y = y.to(self.device, non_blocking=True)
+        x, y, *weight = (t.to(self.device, non_blocking=True) for t in batch)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.dtype):
             logits = self.net(x)
-        loss = self.loss_fn(logits, y)
+        loss = self.loss_fn(logits, y, weight[0] if weight else None)
         if not torch.isfinite(loss):
             self.bad_steps += 1
             if self.bad_steps > MAX_BAD_STEPS:
@@ -241,6 +254,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
+        if self.step < self.config.freeze_encoder:
+            for p in self.encoder_params:  # AdamW leaves parameters without a gradient alone
+                p.grad = None
         nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -260,6 +276,8 @@ class Trainer:
         }
         iou, miou, val_loss = self._score() if self.val_regions else (None, None, None)
         best = self._improved(miou)
+        if self.epoch == 0:  # the starting model: the score to beat, never saved as a new one
+            self.baseline, best = miou, False
         row.update(val_loss=_round(val_loss))
         for name, v in zip(CLASS_NAMES, iou or [None] * N_CLASSES, strict=True):
             row[f"val_iou_{name}"] = _round(v)
@@ -282,6 +300,7 @@ class Trainer:
             tile=self.config.eval_tile, should_stop=self.stop_requested,
         )  # fmt: skip
         iou, miou = cm.per_class_iou(), cm.mean_iou()
+        self.selection_score = truth_class_mean(cm)
         self.metrics = {
             "epoch": self.epoch,
             "per_class_iou": dict(zip(CLASS_NAMES, map(_round, iou), strict=True)),
@@ -292,10 +311,16 @@ class Trainer:
         return iou, miou, val_loss
 
     def _improved(self, miou: float | None) -> bool:
-        """Whether this epoch's model is the best so far (updates ``since_best``)."""
+        """Whether this epoch's model is the best so far (updates ``since_best``).
+
+        The model is chosen on the mean IoU of the classes the validation truth holds: a class
+        absent from the truth (no grain in a pore-only correction) must not reward a model for
+        merely ceasing to predict it.
+        """
         if not self.val_regions:
             return self.epoch > 0  # no validation data: keep the latest model
-        score = -math.inf if miou is None else miou
+        score = self.selection_score
+        score = -math.inf if score is None else score
         if score > self.best_score:
             self.best_score, self.since_best = score, 0
             return True
@@ -318,7 +343,15 @@ class Trainer:
         }
         # save_checkpoint copies the tensors to the CPU; the file is this run's own
         model = LoadedModel(self.kept, self.meta)
-        save_checkpoint(model, self.out_path, half=self.half, overwrite=self.saved)
+        # the first save claims the name atomically: a concurrent run that took it meanwhile
+        # leaves this one a free name (``<stem>-2``), reported in the result
+        path = save_checkpoint(
+            model, self.out_path, half=self.half, overwrite=self.saved, exclusive=not self.saved
+        )
+        if path != self.out_path:
+            self.result.notes.append(f"{self.out_path.name} was taken meanwhile; saved as {path}")
+            self.out_path, self.log_path = path, log_path_for(path)
+            self.result.log_path = self.log_path
         self.saved = True
         self.result.path = self.out_path
         self.result.best_epoch, self.result.best_metrics = self.epoch, self.metrics
@@ -357,21 +390,6 @@ def train(
 # Helpers
 
 
-@contextlib.contextmanager
-def _deterministic(device: torch.device, seed: int):
-    """Seed torch (restoring the caller's RNG afterwards); deterministic kernels on the CPU."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    was = torch.are_deterministic_algorithms_enabled()
-    warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        if device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(was, warn_only=warn)
-
-
 def _round(v: float | None, digits: int = 5) -> float | None:
     return None if v is None else round(float(v), digits)
+

@@ -54,6 +54,43 @@ class _RegionTiles:
         self.score.add(self.labels[y0 : y0 + h, x0 : x0 + w], sums / weights)
 
 
+def _tiled(net, regions, norm, device, dtype, tile, should_stop, tiles_for) -> list:
+    """Run ``net`` over the tiles of each region as ``predict`` does; modes restored after.
+
+    ``tiles_for(region, x, plan)`` gives a region's tile source and sink (None: skip it).
+    """
+    modes = [(m, m.training) for m in net.modules()]  # e.g. frozen BatchNorm stays frozen
+    net.eval()
+    out = []
+    try:
+        for r in regions:
+            x = unit_to_input(torch.from_numpy(r.u), norm).numpy()
+            plan = make_plan(
+                net, device, dtype or torch.float32, *x.shape, tile=tile,
+                batch_size=default_batch(device),
+            )  # fmt: skip
+            tiles = tiles_for(r, x, plan)
+            if tiles is not None:
+                blend_tiles(tiles.tile_input, x.shape, plan, tiles.sink, should_stop=should_stop)
+                out.append(tiles)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return out
+
+
+class _Scored:
+    """Makes the scoring tiles of labelled regions (a picklable callable, no closure)."""
+
+    def __init__(self) -> None:
+        self.score = RegionScore()
+
+    def __call__(self, r: Region, x: np.ndarray, plan: Plan) -> _RegionTiles | None:
+        if not (r.labels != IGNORE).any():
+            return None
+        return _RegionTiles(x, r.labels, plan, self.score)
+
+
 def evaluate_regions(
     net: nn.Module,
     regions: Sequence[Region],
@@ -69,21 +106,37 @@ def evaluate_regions(
     Regions are tiled and blended exactly as ``predict`` does, under autocast to ``dtype``
     (None: float32). Train/eval modes of ``net``'s modules are restored afterwards.
     """
-    modes = [(m, m.training) for m in net.modules()]  # e.g. frozen BatchNorm stays frozen
-    net.eval()
-    score = RegionScore()
-    try:
-        for r in regions:
-            if not (r.labels != IGNORE).any():
-                continue
-            x = unit_to_input(torch.from_numpy(r.u), norm).numpy()
-            plan = make_plan(
-                net, device, dtype or torch.float32, *x.shape, tile=tile,
-                batch_size=default_batch(device),
-            )  # fmt: skip
-            tiles = _RegionTiles(x, r.labels, plan, score)
-            blend_tiles(tiles.tile_input, x.shape, plan, tiles.sink, should_stop=should_stop)
-    finally:
-        for m, mode in modes:
-            m.training = mode
-    return score.cm, score.mean_nll
+    scored = _Scored()
+    _tiled(net, regions, norm, device, dtype, tile, should_stop, scored)
+    return scored.score.cm, scored.score.mean_nll
+
+
+class _RegionLabels(_RegionTiles):
+    """The tiles of one region, blended into the predicted labels."""
+
+    def __init__(self, r: Region, x: np.ndarray, plan: Plan) -> None:
+        super().__init__(x, np.empty(0), plan, RegionScore())
+        self.out = np.zeros(x.shape, np.uint8)
+
+    def sink(self, y0: int, x0: int, sums: torch.Tensor, weights: torch.Tensor) -> None:
+        h, w = weights.shape
+        self.out[y0 : y0 + h, x0 : x0 + w] = sums.argmax(0).numpy()
+
+
+@torch.inference_mode()
+def predict_regions(net: nn.Module, regions: Sequence[Region], norm, device, **options) -> list:
+    """``net``'s labels (0/1/2) of each region, tiled and blended as ``predict`` does.
+
+    ``options``: ``dtype``, ``tile`` and ``should_stop``, as for :func:`evaluate_regions`.
+    """
+    dtype, tile = options.get("dtype"), options.get("tile", 512)
+    tiles = _tiled(
+        net, regions, norm, device, dtype, tile, options.get("should_stop"), _RegionLabels
+    )
+    return [t.out for t in tiles]
+
+def truth_class_mean(cm) -> float | None:
+    """Mean IoU over the classes that have pixels in the reference (None when none has)."""
+    present = cm.matrix.sum(axis=1) > 0
+    values = [v for v, p in zip(cm.per_class_iou(), present, strict=True) if p and v is not None]
+    return float(np.mean(values)) if values else None

@@ -1,0 +1,141 @@
+"""One brush: painting a class clears that pixel in the other class's layer.
+
+:class:`OneBrush` (one per viewer, :meth:`OneBrush.attach`) listens to every Labels layer's
+``paint`` event; a grain stroke clears the same pixels of the partner pores layer (and the other
+way round) through the partner's edit history, so Undo works on both. Layers that already
+overlap (loaded from files) are reported by :class:`OverlapFix` with the pixel count and
+bounding box; its one button resolves it: the layer painted last keeps the pixels.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+from magicgui.widgets import PushButton
+from napari.layers import Labels
+
+from ..classes import GRAIN, LAYER_NAMES, PORE
+from ._layers import layer_pixels, overlap_text, spatial_shape
+from ._pairs import class_rank, newest_pair
+
+_BRUSHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layer_class(layer) -> int | None:
+    """GRAIN or PORE for a layer named as one of the pair (see :func:`_pairs.class_rank`)."""
+    for cls in (GRAIN, PORE):
+        if class_rank(layer.name, cls) is not None:
+            return cls
+    return None
+
+
+def partner(layer, layers) -> Labels | None:
+    """The other class's layer laid over ``layer``: same name suffix first, else the newest."""
+    cls = layer_class(layer)
+    if cls is None:
+        return None
+    other = PORE if cls == GRAIN else GRAIN
+    shape = spatial_shape(layer)
+    suffix = layer.name[len(LAYER_NAMES[cls]) :]
+    fits = [
+        ly
+        for ly in layers
+        if isinstance(ly, Labels) and ly is not layer and spatial_shape(ly) == shape
+    ]
+    same = [ly for ly in fits if ly.name == LAYER_NAMES[other] + suffix]
+    return same[-1] if same else newest_pair(fits).get(other)
+
+
+class OneBrush:
+    """Keeps the grains/pores layers of one viewer disjoint as the user paints."""
+
+    def __init__(self, layers) -> None:
+        self._layers = weakref.ref(layers)
+        self.order: dict[int, int] = {}  # id(layer) -> when it was last painted with a class
+        self._strokes = 0
+        layers.events.inserted.connect(self._watch)
+        self._watch()
+
+    @classmethod
+    def attach(cls, viewer) -> OneBrush:
+        """The viewer's brush (made on first use)."""
+        brush = _BRUSHES.get(viewer.layers)
+        if brush is None:
+            brush = _BRUSHES[viewer.layers] = cls(viewer.layers)
+        return brush
+
+    def _watch(self, *_) -> None:
+        for layer in self._layers() or ():
+            if isinstance(layer, Labels):
+                layer.events.paint.connect(self.painted)  # napari connects a callback once
+
+    def painted(self, event) -> None:
+        """A stroke ended on ``event.source``: clear its non-zero pixels in the partner layer."""
+        layer, layers = event.source, self._layers()
+        atoms = [(idx, new) for idx, _old, new in event.value if np.any(np.asarray(new) != 0)]
+        if not atoms or layers is None:
+            return
+        self._strokes += 1
+        self.order[id(layer)] = self._strokes
+        other = partner(layer, layers)
+        if other is None:
+            return
+        for indices, new in atoms:
+            keep = np.broadcast_to(np.asarray(new) != 0, indices[0].shape)
+            other.data_setitem(tuple(i[keep] for i in indices), 0)
+
+    def last_painted(self, a, b):
+        """Of two layers, the one painted last (neither: the one higher in the layer list)."""
+        ta, tb = self.order.get(id(a), 0), self.order.get(id(b), 0)
+        if ta != tb:
+            return a if ta > tb else b
+        layers = list(self._layers() or ())
+        index = {id(ly): i for i, ly in enumerate(layers)}
+        return a if index.get(id(a), -1) > index.get(id(b), -1) else b
+
+
+class OverlapFix:
+    """A "Resolve overlap" button, shown while a checked grains/pores pair overlaps."""
+
+    def __init__(self, viewer, report) -> None:
+        self.brush = OneBrush.attach(viewer)
+        self.report = report  # called with one sentence after resolving
+        self.pending: tuple | None = None
+        self.button = PushButton(text="Resolve overlap (layer painted last wins)", visible=False)
+        self.button.clicked.connect(self.resolve)
+
+    def check(self, grains, pores) -> None:
+        """ValueError with the count and bounding box when both layers mark a pixel."""
+        self.pending = None
+        self.button.visible = False
+        if grains is None or pores is None or grains is pores:
+            return
+        g, p = (np.asarray(layer_pixels(ly)) for ly in (grains, pores))
+        if g.shape != p.shape:
+            return  # the Sample refuses it with its own sentence
+        both = (g != 0) & (p != 0)
+        if both.any():
+            self.pending = (grains, pores)
+            self.button.visible = True
+            where = overlap_text(both)
+            raise ValueError(
+                f"{where} in {grains.name!r} and {pores.name!r}; press Resolve overlap "
+                "(the layer painted last keeps them) or erase them from one layer"
+            )
+
+    def resolve(self, *_) -> str | None:
+        """Clear the overlapping pixels from the layer not painted last; the sentence said."""
+        if self.pending is None:
+            return None
+        grains, pores = self.pending
+        winner = self.brush.last_painted(grains, pores)
+        loser = pores if winner is grains else grains
+        both = (np.asarray(layer_pixels(grains)) != 0) & (np.asarray(layer_pixels(pores)) != 0)
+        loser.data_setitem(np.nonzero(both), 0)
+        self.pending = None
+        self.button.visible = False
+        n = int(both.sum())
+        text = f"Resolved: {n} pixels kept in {winner.name}, cleared in {loser.name}."
+        self.report(text)
+        return text

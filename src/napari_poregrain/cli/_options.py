@@ -1,0 +1,125 @@
+"""Range-checked option types shared by every command: bad values stop at parse time.
+
+Each type is a ``type=`` for ``argparse``; a bad value raises ``argparse.ArgumentTypeError``, so
+argparse prints ``poregrain CMD: error: argument --batch: must be ≥ 1, not -1`` and exits 2
+before anything is read or computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+class Number:
+    """A whole or decimal number within bounds; ``Number(int, low=1)`` is a positive count.
+
+    ``low``/``high``: the bounds; ``low_open``/``high_open``: whether the bound itself is refused.
+    ``multiple``: whole numbers only, the value must be a multiple of it.
+    """
+
+    def __init__(
+        self,
+        kind: type = int,
+        low: float | None = None,
+        high: float | None = None,
+        *,
+        low_open: bool = False,
+        high_open: bool = False,
+        multiple: int | None = None,
+    ) -> None:
+        self.kind, self.low, self.high = kind, low, high
+        self.low_open, self.high_open, self.multiple = low_open, high_open, multiple
+        self.__name__ = "whole number" if kind is int else "number"
+
+    def __call__(self, text: str) -> int | float:
+        value = self._parse(text)
+        problem = self._problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, not {text}")
+        return value
+
+    def _parse(self, text: str) -> int | float:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {self.__name__}, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite {self.__name__}, not {text}")
+        return value
+
+    def _problem(self, value: float) -> str | None:
+        """What is wrong with ``value``, or None."""
+        low_bad = self.low is not None and (
+            value < self.low or (self.low_open and value == self.low)
+        )
+        high_bad = self.high is not None and (
+            value > self.high or (self.high_open and value == self.high)
+        )
+        if low_bad or high_bad:
+            return f"must be {self.describe()}"
+        if self.multiple and value % self.multiple:
+            return f"must be a multiple of {self.multiple}"
+        return None
+
+    def describe(self) -> str:
+        """``≥ 1``, ``> 0``, ``in [0, 1)``."""
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {left}{_num(self.low)}, {_num(self.high)}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '≥'} {_num(self.low)}"
+        return f"{'<' if self.high_open else '≤'} {_num(self.high)}"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+positive_int = Number(int, 1)
+"""A count of at least 1: ``--batch``, ``--steps``, ``--crop``, ``--min-size``, ``--epochs``."""
+non_negative_int = Number(int, 0)
+"""0 or more: ``--warmup``, ``--patience``, ``--workers``."""
+tile_side = Number(int, 16, multiple=16)
+"""A tile side: a multiple of 16 pixels, at least 16 (the network's stride)."""
+fraction = Number(float, 0.0, 1.0, high_open=True)
+"""A share in [0, 1): ``--overlap``."""
+open_fraction = Number(float, 0.0, 1.0, low_open=True, high_open=True)
+"""A share in (0, 1): ``--val-fraction``."""
+share = Number(float, 0.0, 1.0)
+"""A share in [0, 1]: ``--class-balance``."""
+positive_float = Number(float, 0.0, low_open=True)
+"""A number above 0: ``--lr``, ``--scale-range``."""
+non_negative_float = Number(float, 0.0)
+"""0 or more: ``--weight-decay``."""
+label_value = Number(int, 0, 255)
+"""A label-map value, 0-255."""
+
+
+def pixel_size(text: str) -> float:
+    """``13.96nm``, ``0.014um``, ``5 µm`` -> nanometres; anything else is refused at parse time."""
+    from ..analysis.units import parse_pixel_size
+
+    try:
+        nm = parse_pixel_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not (math.isfinite(nm) and nm > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive length with its unit, not {text}")
+    return nm
+
+
+def add_output_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite`` and ``--unique-names`` (see :mod:`napari_poregrain.io.outputs`)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} left in DIR by an earlier run (otherwise the run stops before "
+        "starting and names the first one)",
+    )
+    p.add_argument(
+        "--unique-names",
+        action="store_true",
+        help=f"name the {what} after each file's folder too (<folder>_<name>), for files from "
+        "different folders that share a name",
+    )

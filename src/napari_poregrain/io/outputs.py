@@ -1,0 +1,159 @@
+"""Output names, checked before any compute: the one place that decides where results go.
+
+:func:`plan_outputs` maps input files to ``DIR/<stem><suffix>`` (or ``DIR/<folder>_<stem>...`` when
+asked), refuses two inputs that would share an output (naming both) and outputs that exist
+already (unless ``overwrite``); :func:`check_folder` creates the folder and proves it writable;
+:func:`check_space` compares a cheap size estimate with the free space. Problems raise
+:class:`OutputError`, one sentence naming the path. :func:`save_error` words an ``OSError``
+raised while saving as one sentence naming the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+CHECK_PREFIX = ".poregrain-check-"
+"""Prefix of the empty file that proves a folder writable (removed at once)."""
+LABEL_BYTES_PER_PIXEL = 0.1
+"""Typical size of a 0/1/2 class-map PNG per pixel (deflate packs the few values ~10x)."""
+FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+"""Save errors that will strike every further file as well: the run stops at the first."""
+
+
+class OutputError(ValueError):
+    """Outputs cannot be written as asked; the message is one sentence naming the path."""
+
+
+def output_names(inputs: Sequence[Path], *, by_folder: bool = False) -> list[str]:
+    """The output stem of each input: its stem, or ``<folder>_<stem>`` with ``by_folder``."""
+    if not by_folder:
+        return [Path(p).stem for p in inputs]
+    return [f"{Path(p).resolve().parent.name}_{Path(p).stem}" for p in inputs]
+
+
+def plan_outputs(
+    inputs: Sequence[Path],
+    folder: Path,
+    suffixes: Sequence[str],
+    *,
+    overwrite: bool = False,
+    by_folder: bool = False,
+) -> list[list[Path]]:
+    """For each input, its output files ``folder/<name><suffix>`` (one per suffix).
+
+    Raises OutputError when an input is given twice, two inputs share an output name, or an
+    output exists already and ``overwrite`` is False. Touches nothing on disk.
+    """
+    seen: dict[str, Path] = {}
+    plan = []
+    for path, name in zip(inputs, output_names(inputs, by_folder=by_folder)):
+        other = seen.get(name)
+        if other is not None:
+            raise OutputError(_clash(other, Path(path), folder / f"{name}{suffixes[0]}"))
+        seen[name] = Path(path)
+        plan.append([folder / f"{name}{s}" for s in suffixes])
+    if not overwrite:
+        taken = next((p for p in _flat(plan) if p.exists() or p.is_symlink()), None)
+        if taken is not None:
+            raise OutputError(
+                f"{taken} exists already; pass --overwrite to replace it, or choose another --out"
+            )
+    return plan
+
+
+def _clash(first: Path, second: Path, output: Path) -> str:
+    if first.resolve() == second.resolve():
+        return f"{second} is given twice"
+    return (
+        f"{first} and {second} would both be written to {output}; rename one, run them "
+        "separately, or pass --unique-names (outputs named <folder>_<stem>)"
+    )
+
+
+def _flat(plan: Iterable[list[Path]]) -> Iterable[Path]:
+    return (p for paths in plan for p in paths)
+
+
+def check_folder(folder: Path) -> Path:
+    """Create ``folder`` (and its parents) and prove it writable; OutputError otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"cannot write to the output folder {folder}: it is a file, not a folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=CHECK_PREFIX, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder {folder}: {_why(exc)}") from None
+    return folder
+
+
+def check_space(folder: Path, needed_bytes: float) -> None:
+    """OutputError when ``folder``'s disk has less free space than ``needed_bytes``."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the save reports it
+    if needed_bytes > free:
+        raise OutputError(
+            f"the outputs need about {_mb(needed_bytes)} but {folder} has only {_mb(free)} free"
+        )
+
+
+def label_bytes(shapes: Iterable[tuple[int, ...] | None]) -> float:
+    """A typical total size of class-map PNGs of these image shapes (unknown shapes: 0)."""
+    total = 0.0
+    for shape in shapes:
+        if shape:
+            total += LABEL_BYTES_PER_PIXEL * float(_pixels(shape)) + 1024
+    return total
+
+
+def _pixels(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def image_shape(path: Path) -> tuple[int, ...] | None:
+    """The (Y, X) shape of an image from its header only, or None when it cannot be told."""
+    try:
+        if Path(path).suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tf:
+                return tuple(tf.pages.first.shape[:2])
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return (img.height, img.width)
+    except Exception:  # an unreadable file is named by the reader later
+        return None
+
+
+def save_error(path: Path, exc: OSError) -> str:
+    """One sentence for an ``OSError`` raised while writing ``path``."""
+    return f"cannot save {path}: {_why(exc)}"
+
+
+def is_fatal(exc: OSError) -> bool:
+    """True when the error will strike every further save too (disk full, read-only, denied)."""
+    return exc.errno in FATAL_ERRNOS
+
+
+def _why(exc: OSError) -> str:
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"

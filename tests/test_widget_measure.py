@@ -109,8 +109,11 @@ def test_export_and_colour_by_size(viewer_widget, qtbot, tmp_path):
     second = widget.export(tmp_path / "run_objects.csv")  # never overwrites
     assert [p.name for p in second] == ["run-2_objects.csv", "run-2_summary.json"]
 
+    assert widget.legend.canvas.isHidden()  # no colour bar before there is a coloured layer
     added = widget.colour_by_size()
     assert [ly.name for ly in added] == ["pores by size (nm)", "grains by size (nm)"]
+    assert not widget.legend.canvas.isHidden()  # the size-coloured layers get their colour bars
+    assert len(widget.legend.figure.axes) == 2
     pores_layer = added[0]
     assert tuple(pores_layer.scale) == SCALE
     assert "equivalent_diameter_nm" in pores_layer.features

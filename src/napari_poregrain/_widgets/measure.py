@@ -28,7 +28,7 @@ from ._brush import OverlapFix
 from ._layers import LayerChoices, spatial_shape
 from ._measure_job import MeasureJob
 from ._pairs import LayerFollower, PairPicker
-from ._plots import canvas, draw_size_histograms
+from ._plots import SizeLegend, canvas, draw_size_histograms
 from ._tables import fill, readonly_table
 
 
@@ -78,6 +78,8 @@ class MeasureWidget(TaskDock):
         self._layout.addWidget(self._form.native)
         self._layout.addWidget(self.table)
         self._layout.addWidget(self.canvas)
+        self.legend = SizeLegend()  # colour bars of the "by size" layers, shown once drawn
+        self._layout.addWidget(self.legend.canvas)
         self._layout.addLayout(buttons)
         self._export.clicked.connect(self._export_dialog)
         self._colour.clicked.connect(self.colour_by_size)
@@ -199,6 +201,8 @@ class MeasureWidget(TaskDock):
             for name, table in m.objects.items()
             if len(table["label"])
         ]
+        if added:
+            self.legend.draw(m)
         self._status.value = (
             f"Added {', '.join(ly.name for ly in added)}: dark = small, yellow = large."
             if added

@@ -212,3 +212,16 @@ def test_numbers_out_of_range_stop_at_parse_time(capsys, tmp_path, option, value
     err = capsys.readouterr().err
     assert info.value.code == 2 and option in err.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_output_folder_is_refused_before_training(capsys, tmp_path, folders):
+    images, labels = folders
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    out = blocker / "m.safetensors"
+    rc, out_text, err = _run(
+        capsys, "--images", images, "--labels", labels, *FAST, "--init", "scratch", "--out", out
+    )
+    assert rc == 2 and "not-a-folder" in err and "it is a file" in err
+    assert "step" not in out_text  # refused before any training step
+    assert len(err.strip().splitlines()) == 1

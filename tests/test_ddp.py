@@ -93,3 +93,34 @@ def test_ranks_draw_different_crops_and_rank_zero_keeps_the_seed():
         ranked = TrainConfig(crop=32, scale_range=(1.0, 1.0), seed=rank_seed(cfg.seed, rank))
         crops.append(next(iter(CropSampler(train, ranked, Normalization())))[0].numpy())
     assert not np.array_equal(crops[0], crops[1])
+
+
+@pytest.mark.slow
+def test_the_train_command_under_torchrun_writes_one_model(tmp_path):
+    """`torchrun --nproc-per-node 2 -m napari_poregrain.cli train ...`: rank 0 alone writes."""
+    import tifffile
+
+    from napari_poregrain.io import write_labels
+
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        image, labels = make_sample((192, 192), seed=i)
+        tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", image)
+        write_labels(tmp_path / "labels" / f"s{i}.png", labels)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "napari_poregrain.cli", "train", "--images", "images", "--labels", "labels",
+        "--init", "scratch", "--steps", "8", "--crop", "96", "--batch", "2",
+        "--out", "m.safetensors",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("model: m.safetensors") == 1  # one report, from rank 0
+    assert load_checkpoint(tmp_path / "m.safetensors").meta.provenance["recipe"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "images",
+        "labels",
+        "m.csv",
+        "m.safetensors",
+    ]

@@ -20,7 +20,12 @@ COMMANDS = {
 
 
 class CliError(Exception):
-    """A problem to report as one line on stderr with a non-zero exit."""
+    """A problem to report as one line on stderr with a non-zero exit (2: bad input or use;
+    1: the work failed, e.g. a save the disk refused)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except CliError as exc:
         print(f"poregrain {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"poregrain {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -213,6 +213,12 @@ def _check_args(args: argparse.Namespace) -> None:
     for path in (out, log_path_for(out)):
         if path.exists():
             raise CliError(f"{path} already exists; choose another --out (nothing is overwritten)")
+    from ..io.outputs import OutputError, check_folder
+
+    try:
+        check_folder(out.parent)  # before hours of training, not after
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
     if (args.val_images is None) != (args.val_labels is None):
         raise CliError("--val-images and --val-labels go together")
     if args.val_images is not None and args.val_fraction is not None:
@@ -263,12 +269,13 @@ def _files_job(args: argparse.Namespace) -> _Job:
 
 
 def _train(job: _Job, args: argparse.Namespace):
-    from ..training.trainer import Trainer
+    from ..training.distributed import trainer_class
 
+    trainer_type = trainer_class(job.cfg.device)  # DistributedTrainer under torchrun
     with _CtrlC() as ctrl_c:
         reporter = _Reporter()
         try:
-            trainer = Trainer(
+            trainer = trainer_type(
                 job.samples, job.cfg, job.model, args.out, val_samples=job.val,
                 progress=reporter, should_stop=ctrl_c.stop_requested, name=job.name,
                 half=args.half, provenance=job.extra,
@@ -276,9 +283,9 @@ def _train(job: _Job, args: argparse.Namespace):
             return trainer.fit()
         except (ValueError, FileExistsError, FloatingPointError) as exc:
             raise CliError(str(exc)) from None
-        except OSError as exc:
+        except OSError as exc:  # read-only folder, disk full: the data is safe, say where
             where = exc.filename or args.out
-            raise CliError(f"could not save to {where}: {exc.strerror or exc}") from None
+            raise CliError(f"could not save to {where}: {exc.strerror or exc}", 1) from None
         finally:
             reporter.close()
 
@@ -304,9 +311,17 @@ def _print_result(result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training.distributed import finish, is_main_process
+
     _check_args(args)
     job = _recipe_job(args) if args.config is not None else _files_job(args)
-    result = _train(job, args)
+    try:
+        result = _train(job, args)
+    finally:
+        main = is_main_process()
+        finish()  # leave the torchrun process group (no-op otherwise)
+    if not main:
+        return 0  # only rank 0 reports and writes
     if job.recipe is not None and result.path is not None and job.val and not result.cancelled:
         _add_source_report(result.path, job.recipe, args.half)
     _print_result(result)

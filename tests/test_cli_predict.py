@@ -116,3 +116,35 @@ def test_predict_uses_the_files_sample_and_the_chosen_precision(tiny_checkpoint,
     got = np.asarray(Image.open(out / "bar.png"))
     np.testing.assert_array_equal(got, expected.labels)
     assert (got[sample.data_bar_row :] == 0).all()
+
+
+def test_streamed_formats_hold_the_same_labels_as_the_png(tiny_checkpoint, tmp_path):
+    """--format tiff / zarr stream the label blocks; the classes equal the in-memory PNG's."""
+    image, _ = make_sample((150, 170), seed=4)
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, image, tile=(64, 64))
+    common = ["predict", str(src), "--model", str(tiny_checkpoint), "--tile", "64"]
+    for fmt in ("png", "tiff", "zarr"):
+        assert main([*common, "--out", str(tmp_path / fmt), "--format", fmt]) == 0
+    png = np.asarray(Image.open(tmp_path / "png" / "s.png"))
+    with tifffile.TiffFile(tmp_path / "tiff" / "s.tif") as tf:
+        assert tf.pages.first.is_tiled  # readable tile by tile, by tifffile and napari
+        np.testing.assert_array_equal(tf.asarray(), png)
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "zarr" / "s.zarr"), mode="r")
+    labels = group["labels"]["classes"]
+    np.testing.assert_array_equal(np.asarray(labels["0"]).reshape(png.shape), png)
+    assert "image-label" in dict(labels.attrs) and "multiscales" in dict(group.attrs)
+    # auto keeps PNG for an ordinary image; a second run does not replace without --overwrite
+    assert main([*common, "--out", str(tmp_path / "png")]) == 2
+    assert main([*common, "--out", str(tmp_path / "tiff"), "--format", "tiff", "--overwrite"]) == 0
+
+
+def test_auto_format_streams_large_images(monkeypatch):
+    from napari_poregrain.cli import predict as predict_cli
+
+    assert predict_cli.resolve_format("auto", [(100, 100), None]) == "png"
+    big = (predict_cli.STREAM_ABOVE // 1000 + 1, 1000)
+    assert predict_cli.resolve_format("auto", [(100, 100), big]) == "tiff"
+    assert predict_cli.resolve_format("zarr", [(100, 100)]) == "zarr"

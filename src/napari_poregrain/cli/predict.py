@@ -1,4 +1,8 @@
-"""``poregrain predict IMAGE... --out DIR``: one 0/1/2 class-map PNG per image.
+"""``poregrain predict IMAGE... --out DIR``: one 0/1/2 class map per image.
+
+PNG for ordinary images; a tiled, compressed TIFF or an OME-Zarr (image + ``labels/``) for large
+ones, streamed: tiles are read lazily and label blocks written as they are final, so memory does
+not grow with the image (``--format``; ``auto`` streams to TIFF above ``STREAM_ABOVE`` pixels).
 
 Everything that can be checked before the compute is: option ranges (at parse time), output
 names (two images never share one; an existing file is replaced only with ``--overwrite``), the
@@ -17,6 +21,10 @@ from . import CliError
 from ._options import add_output_arguments, fraction, positive_int, tile_side
 from ._progress import TileBar
 
+FORMATS = ("auto", "png", "tiff", "zarr")
+SUFFIX = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
+STREAM_ABOVE = 1 << 26  # pixels (64 MP, about 8k x 8k): above this ``auto`` streams to TIFF
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -33,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder for the class maps, one <image name>.png each (0 matrix, 1 grain, 2 pore); "
         "created if missing",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="class map file: png (held in memory), tiff (tiled, compressed, streamed: memory "
+        "stays flat at any size), zarr (OME-Zarr of the image with a labels/ group, streamed); "
+        "auto: png, or tiff when an image has more than 64 megapixels",
     )
     add_output_arguments(p, "class maps")
     add_model_arguments(p)
@@ -108,23 +124,57 @@ def plan(args: argparse.Namespace) -> list[Path]:
         plan_outputs,
     )
 
+    shapes = [image_shape(p) for p in args.images]
+    args.format = resolve_format(args.format, shapes)
+    if args.cluster and args.format != "png":
+        raise CliError("--cluster writes PNG class maps; run --format tiff or zarr in one process")
     try:
         outputs = plan_outputs(
-            args.images, args.out, (".png",), overwrite=args.overwrite,
+            args.images, args.out, (SUFFIX[args.format],), overwrite=args.overwrite,
             by_folder=args.unique_names,
         )  # fmt: skip
         check_folder(args.out)
-        check_space(args.out, label_bytes(image_shape(p) for p in args.images))
+        check_space(args.out, label_bytes(shapes))
     except OutputError as exc:
         raise CliError(str(exc)) from None
     return [paths[0] for paths in outputs]
 
 
+def resolve_format(fmt: str, shapes) -> str:
+    """``auto`` -> png, or tiff when any image is larger than ``STREAM_ABOVE`` pixels."""
+    if fmt != "auto":
+        return fmt
+    big = any(s is not None and s[0] * s[1] > STREAM_ABOVE for s in shapes)
+    return "tiff" if big else "png"
+
+
+def _stream(path: Path, target: Path, model, args: argparse.Namespace):
+    """Lazy tiles in, label blocks out to ``target``; None or (one-sentence error, fatal)."""
+    from ..io.lazy import open_sample
+    from ..io.outputs import is_fatal, save_error
+    from ..io.writers import open_label_writer
+
+    sample = open_sample(path, lazy=True)
+    image = sample.pixels if args.format == "zarr" else None
+    try:
+        with (
+            TileBar(path.name) as bar,
+            open_label_writer(target, sample.shape, sample.pixel_size_nm, image) as out,
+        ):
+            predict(
+                sample, model, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
+                device=args.device, precision=args.precision, progress=bar.update_to, out=out,
+            )  # fmt: skip
+    except OSError as exc:
+        return save_error(target, exc), is_fatal(exc)
+    return None
+
+
 def _segment(path: Path, model, args: argparse.Namespace):
     """The class map of one image; an unreadable image raises (the caller names it)."""
-    from ..io.images import read_sample
+    from ..io.lazy import open_sample
 
-    sample = read_sample(path)
+    sample = open_sample(path, lazy=False)
     with TileBar(path.name) as bar:
         return predict(
             sample, model, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
@@ -156,7 +206,10 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for i, (path, target) in enumerate(zip(args.images, outputs)):
         try:
-            problem = _save(target, _segment(path, model, args))
+            if args.format == "png":
+                problem = _save(target, _segment(path, model, args))
+            else:
+                problem = _stream(path, target, model, args)
         except (ImageReadError, ValueError, OSError) as exc:
             problem = f"{path}: {exc}", False
         if problem is None:

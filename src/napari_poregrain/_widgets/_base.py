@@ -125,6 +125,16 @@ class TaskDock(QWidget):
         self._progress.max = total
         self._progress.value = done
 
+    def say(self, text: str) -> None:
+        """Show ``text`` in the status line (not an error)."""
+        self._status.value = text
+
+    def image_changed(self, *_) -> None:
+        """The chosen image changed: docks that pair grains/pores layers with it re-pick them."""
+        pairing = getattr(self, "_pairing", None)
+        if pairing is not None:
+            pairing.image_changed(self._viewer.layers)
+
     def fail(self, msg: str) -> None:
         """Show ``msg`` in the status line and as a napari notification."""
         self._status.value = msg

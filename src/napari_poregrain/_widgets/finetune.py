@@ -69,7 +69,7 @@ class FinetuneWidget(TaskDock):
         for part in (self._form.native, self._list, self._settings.native, self.plot.canvas):
             self._layout.addWidget(part)
         self._pairing = PairPicker(self._grains, self._pores, self._image)
-        self._image.changed.connect(self._image_changed)
+        self._image.changed.connect(self.image_changed)
         self._add.clicked.connect(self.add_pair)
         self._remove.clicked.connect(self.remove_selected)
         self._follower = LayerFollower(napari_viewer, self.reset_choices)
@@ -86,7 +86,7 @@ class FinetuneWidget(TaskDock):
         self._add = PushButton(text="Add to training set")
         self._remove = PushButton(text="Remove selected")
         self._set_label = Label(value="training set: the image above")
-        self._fix = OverlapFix(viewer, self._say)
+        self._fix = OverlapFix(viewer, self.say)
         self._form = Container(
             widgets=[
                 self._image, self._grains, self._pores, self._region,
@@ -130,12 +130,6 @@ class FinetuneWidget(TaskDock):
             self._pairs = kept
             self._refresh_list()
         self.update_state()
-
-    def _image_changed(self, *_) -> None:
-        self._pairing.image_changed(self._viewer.layers)
-
-    def _say(self, text: str) -> None:
-        self._status.value = text
 
     def update_state(self, *_) -> None:
         super().update_state()

@@ -61,7 +61,7 @@ class IoUReportWidget(TaskDock):
         self._compute = self._run
         self._last: Report | None = None
         self.history = IoUHistory()
-        self._fix = OverlapFix(napari_viewer, self._say)
+        self._fix = OverlapFix(napari_viewer, self.say)
         self._build_form(napari_viewer)
         self._build_results()
         self._pairing = PairPicker(self._pred_grains, self._pred_pores, self._image)
@@ -73,7 +73,7 @@ class IoUReportWidget(TaskDock):
                 self._image: lambda n: True,
             }
         )  # fmt: skip
-        self._image.changed.connect(self._image_changed)
+        self._image.changed.connect(self.image_changed)
         self._follower = LayerFollower(napari_viewer, self.reset_choices)
         self.reset_choices()
         draw_iou_history(self.figure, self.history)
@@ -145,12 +145,6 @@ class IoUReportWidget(TaskDock):
         self._region.reset_choices()
         self._model.reset_choices()
         self.update_state()
-
-    def _image_changed(self, *_) -> None:
-        self._pairing.image_changed(self._viewer.layers)
-
-    def _say(self, text: str) -> None:
-        self._status.value = text
 
     def update_state(self, *_) -> None:
         super().update_state()

@@ -55,7 +55,7 @@ class MeasureWidget(TaskDock):
         self._pixel = LineEdit(label="pixel size", value="")
         self._pixel.native.setPlaceholderText("from layer scale, e.g. 13.96nm or px")
         self._min_size = SpinBox(label="min size (px)", min=1, max=10**7, value=DEFAULT_MIN_SIZE)
-        self._fix = OverlapFix(napari_viewer, self._say)
+        self._fix = OverlapFix(napari_viewer, self.say)
         self._form = Container(
             widgets=[
                 self._grains, self._pores, self._image, self._region, self._confidence,
@@ -64,7 +64,7 @@ class MeasureWidget(TaskDock):
             ]
         )  # fmt: skip
         self._pairing = PairPicker(self._grains, self._pores, self._image)
-        self._image.changed.connect(self._image_changed)
+        self._image.changed.connect(self.image_changed)
         self.table = readonly_table(["quantity", "value"], [])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
@@ -110,12 +110,6 @@ class MeasureWidget(TaskDock):
             ]
             if images:
                 self._image.value = images[0]
-
-    def _image_changed(self, *_) -> None:
-        self._pairing.image_changed(self._viewer.layers)
-
-    def _say(self, text: str) -> None:
-        self._status.value = text
 
     def update_state(self, *_) -> None:
         super().update_state()

@@ -143,7 +143,7 @@ def score(model: LoadedModel, samples: list[Sample], device: str) -> list[float 
     """Per-class IoU over the scored Samples' labelled pixels (None: class not in the truth)."""
     cm = ConfusionMatrix()
     for s in samples:
-        cm.update_sample(s, predict(s.pixels, model, device=device).labels)
+        cm.update_sample(s, predict(s, model, device=device).labels)  # rows above the bar
     present = cm.matrix.sum(axis=1) > 0
     return [v if present[c] else None for c, v in enumerate(cm.per_class_iou())]
 

@@ -144,6 +144,21 @@ def test_painting_pore_over_grain_clears_the_grain(make_napari_viewer):
     assert pores.data[10, 10] == 0 and grains.data[10, 10] == 0
 
 
+def test_the_real_brush_and_fill_clear_the_other_class(make_napari_viewer):
+    """napari's own brush (``Labels.paint``) and fill record masked atoms, not index triples."""
+    viewer, widget = _measure_viewer(make_napari_viewer)
+    grains, pores = viewer.layers["grains"], viewer.layers["pores"]
+    assert grains.data[10, 10] == 1
+    pores.brush_size = 3
+    with pores.block_history():  # one stroke, as a mouse drag ends it
+        pores.paint((10, 10), 1)
+    assert pores.data[10, 10] == 1 and grains.data[10, 10] == 0
+    assert grains.data[9:12, 9:12].sum() == 0 and grains.data[12, 12] == 1
+    with pores.block_history():
+        pores.paint((10, 10), 0)  # erasing a pore clears nothing else
+    assert grains.data[12, 12] == 1
+
+
 def test_overlap_of_loaded_layers_is_located_and_resolved(make_napari_viewer, qtbot):
     viewer, widget = _measure_viewer(make_napari_viewer)
     grains, pores = viewer.layers["grains"], viewer.layers["pores"]

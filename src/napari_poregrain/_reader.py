@@ -1,5 +1,10 @@
 """npe2 reader: SEM TIFFs as images (pixel size, data-bar row) and class-map label files as
-``grains`` and ``pores`` Labels layers laid over their image."""
+``grains`` and ``pores`` Labels layers laid over their image.
+
+Images of more than :data:`LAZY_ABOVE` pixels (and OME-Zarr folders) are read lazily: the layer
+holds dask arrays over tifffile's zarr store or the zarr datasets, with every pyramid level
+(``multiscale=True``) when the file has more than one, so napari reads only what it shows.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,19 @@ from .io import (
     LABEL_SUFFIXES,
     TIFF_SUFFIXES,
     ImageReadError,
+    open_sample,
     read_labels,
     read_sample,
 )
+from .io.lazy import is_zarr
 from .sample import Sample
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | os.PathLike
 LABELS_SUFFIX = "_labels"
 LABELS_FOLDER = "labels"
+LAZY_ABOVE = 1 << 26
+"""Images with more pixels than this (64 MP) are read lazily (dask over zarr)."""
 
 
 def napari_get_reader(
@@ -36,7 +45,7 @@ def napari_get_reader(
         return None
     if all(is_label_file(p) for p in paths):
         return read_label_files
-    if all(Path(p).suffix.lower() in TIFF_SUFFIXES for p in paths):
+    if all(Path(p).suffix.lower() in TIFF_SUFFIXES or is_zarr(p) for p in paths):
         return read_sem_tiffs
     return None
 
@@ -50,9 +59,69 @@ def is_label_file(path: PathLike) -> bool:
 
 
 def read_sem_tiffs(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
-    """Read one or more SEM TIFFs as image layer data (raises ImageReadError on a bad file)."""
+    """Read SEM TIFFs (or OME-Zarr images) as image layer data; ImageReadError on a bad file.
+
+    Above :data:`LAZY_ABOVE` pixels (and for OME-Zarr) the data is lazy (see the module doc).
+    """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    return [layer_data(read_sample(p)) for p in paths]
+    return [_image_layer(Path(p)) for p in paths]
+
+
+def _pixel_count(path: Path) -> int:
+    """Pixels of a TIFF's first series (0 when tifffile cannot tell: read it the usual way)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return int(np.prod(tf.series[0].shape)) if tf.series else 0
+    except Exception:  # a bad file: read_sample says why in one sentence
+        return 0
+
+
+def _image_layer(path: Path) -> LayerData:
+    """One image's layer data: NumPy when small, dask (all pyramid levels) when large."""
+    if not is_zarr(path) and _pixel_count(path) <= LAZY_ABOVE:
+        return layer_data(read_sample(path))
+    sample = open_sample(path, lazy=True)
+    if isinstance(sample.pixels, np.ndarray):  # palette / MINISWHITE TIFFs are read whole
+        return layer_data(sample)
+    data, kwargs, kind = layer_data(sample)
+    levels = lazy_levels(path, data)
+    kwargs["metadata"]["lazy"] = True
+    if len(levels) > 1:
+        kwargs["multiscale"] = True
+        return levels, kwargs, kind
+    return levels[0], kwargs, kind
+
+
+def lazy_levels(path: Path, first: Any) -> list[Any]:
+    """Dask arrays of an image's resolution levels, highest first (``first`` is level 0)."""
+    import dask.array as da
+
+    levels = [first if hasattr(first, "dask") else da.from_zarr(first)]
+    for level in _lower_levels(path, first.shape):
+        levels.append(level if hasattr(level, "dask") else da.from_zarr(level))
+    return levels
+
+
+def _lower_levels(path: Path, shape: tuple[int, ...]) -> list[Any]:
+    """The zarr arrays of the pyramid levels below level 0 that shrink ``shape`` (may be [])."""
+    import zarr
+
+    if is_zarr(path):
+        from .io.lazy import _multiscales, _spatial
+
+        group = zarr.open_group(path, mode="r")
+        image = _multiscales(group.attrs.asdict())[0]
+        axes = [a if isinstance(a, dict) else {"name": a} for a in image.get("axes", [])]
+        found = [_spatial(group[d["path"]], axes)[0] for d in image["datasets"][1:]]
+    else:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            n = len(tf.series[0].levels)
+            found = [zarr.open(tf.aszarr(series=0, level=i), mode="r") for i in range(1, n)]
+    return [a for a in found if a.ndim == len(shape) and a.shape[-1] < shape[-1]]
 
 
 def _geometry(pixel_size_nm: float | None, spatial: int) -> dict[str, Any]:

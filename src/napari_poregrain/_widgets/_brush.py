@@ -73,7 +73,7 @@ class OneBrush:
     def painted(self, event) -> None:
         """A stroke ended on ``event.source``: clear its non-zero pixels in the partner layer."""
         layer, layers = event.source, self._layers()
-        atoms = [(idx, new) for idx, _old, new in event.value if np.any(np.asarray(new) != 0)]
+        atoms = [a for a in map(painted_pixels, event.value) if a is not None]
         if not atoms or layers is None:
             return
         self._strokes += 1
@@ -139,3 +139,24 @@ class OverlapFix:
         text = f"Resolved: {n} pixels kept in {winner.name}, cleared in {loser.name}."
         self.report(text)
         return text
+
+
+def painted_pixels(atom) -> tuple[tuple[np.ndarray, ...], np.ndarray] | None:
+    """``(indices, new values)`` of one undo atom of a stroke, or None when it only erased.
+
+    napari records the brush, fill and polygon as masked atoms (``slice_key``, ``mask``,
+    ``new_value``: a bounding box and the changed pixels in it) and ``data_setitem`` as
+    ``(indices, old, new)`` triples; both are read here.
+    """
+    if hasattr(atom, "slice_key"):
+        if int(atom.new_value) == 0:
+            return None
+        box = tuple(s.stop - (s.start or 0) for s in atom.slice_key)
+        mask = np.ones(box, bool) if atom.mask is None else np.asarray(atom.mask, bool)
+        starts = [s.start or 0 for s in atom.slice_key]
+        indices = tuple(i + start for i, start in zip(np.nonzero(mask), starts, strict=True))
+        return indices, np.full(indices[0].shape, atom.new_value)
+    indices, _old, new = atom
+    if not np.any(np.asarray(new) != 0):
+        return None
+    return indices, new

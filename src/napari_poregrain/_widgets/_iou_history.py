@@ -1,4 +1,8 @@
-"""What the IoU report dock computes and keeps, without Qt: the job, the history and its CSV."""
+"""What the IoU report dock computes and keeps, without Qt: the job, the history and its CSV.
+
+Lazy (dask/zarr) references or predictions are scored block-wise (:mod:`..analysis.blockwise`);
+their disagreement map is a lazy dask array.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.blockwise import (
+    PairClassMap,
+    confusion_blockwise,
+    is_lazy,
+    lazy_disagreement,
+)
 from ..analysis.metrics import ConfusionMatrix, disagreement_map
 from ..callbacks import check_stop
-from ..classes import CLASS_NAMES
+from ..classes import CLASS_NAMES, GRAIN, PORE
 from ..io.atomic import atomic_write_bytes
 from ..sample import Sample
 from ._progress import StepProgress
@@ -44,7 +54,7 @@ class Report:
     """One computation: the confusion matrix, the disagreement map, what was compared."""
 
     cm: ConfusionMatrix
-    disagreement: np.ndarray
+    disagreement: Any  # NumPy, or a dask array for lazy layers
     row: dict[str, Any]
     geometry: dict[str, tuple]
 
@@ -72,8 +82,9 @@ class ReportJob:
         self.image, self.model_path = image, model_path
         self.row, self.geometry = row or {}, geometry or {}
 
-    def predicted(self, emit, should_stop) -> np.ndarray:
-        """The prediction's class map (the model runs here when there is no map)."""
+    def predicted(self, emit, should_stop) -> Any:
+        """The prediction's class map (the model runs here when there is no map; a lazy image
+        streams its classes into a zarr pair in the temporary folder)."""
         if self.prediction is not None:
             return self.prediction
         from ..inference.predict import predict
@@ -81,14 +92,31 @@ class ReportJob:
 
         model = load_checkpoint(self.model_path)
         progress = StepProgress(emit)
-        return predict(self.image, model, progress=progress, should_stop=should_stop).labels
+        store = None
+        if is_lazy(self.image.pixels) and not self.image.is_stack:
+            from ._lazy import ZarrLabelPair, default_store
+
+            where = default_store(_Named(self.image.name))
+            store = ZarrLabelPair(where, (self.image.height, self.image.width))
+        out = predict(self.image, model, progress=progress, should_stop=should_stop, out=store)
+        return out.labels if store is None else PairClassMap(store[GRAIN], store[PORE])
 
     def __call__(self, emit, should_stop) -> Report:
         pred = self.predicted(emit, should_stop)
         check_stop(should_stop)
+        if is_lazy(self.reference.labels) or is_lazy(pred):
+            cm = confusion_blockwise(self.reference, pred, should_stop)
+            return Report(cm, lazy_disagreement(self.reference, pred), self.row, self.geometry)
         ref, usable = self.reference.labels, self.reference.usable_mask()
         cm = ConfusionMatrix().update(ref, pred, usable)
         return Report(cm, disagreement_map(ref, pred, usable), self.row, self.geometry)
+
+
+class _Named:
+    """What :func:`._lazy.default_store` reads of a layer: a name and no source file."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.metadata = name, {}
 
 
 class IoUHistory:

@@ -1,7 +1,8 @@
 """What the measure dock measures, without Qt: the Sample from its layers and the one call.
 
 A stack is measured slice by slice (objects do not cross slices) and in total: the total's
-``summary["slices"]`` lists each slice's fractions and counts.
+``summary["slices"]`` lists each slice's fractions and counts. Lazy (dask/zarr) label layers
+are measured block-wise (:mod:`..analysis.blockwise`): fractions and counts, no object tables.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.blockwise import is_lazy, measure_blockwise
 from ..analysis.measure import measure, parse_pixel_size
 from ..analysis.summary import Measurement, summarize
 from ..sample import Sample
 from ._layers import geometry, sample_from_layers, scale_nm, spatial_shape
+from ._lazy import lazy_pair, lazy_pair_sample
 from ._progress import StepProgress
 
 PIXEL_WORDS = ("px", "pixel", "pixels")
@@ -96,7 +99,13 @@ class MeasureJob:
         """
         ref, shape = _checked_labels(grains, pores)
         names = [f"{k}={ly.name}" for k, ly in (("grains", grains), ("pores", pores)) if ly]
-        sample = sample_from_layers(ref, grains, pores, region, name="layers " + ", ".join(names))
+        name = "layers " + ", ".join(names)
+        if lazy_pair(grains, pores):
+            if len(shape) != 2:
+                raise ValueError("a lazy (zarr or dask) stack cannot be measured; use a 2-D image")
+            sample = lazy_pair_sample(ref, grains, pores, region, name)
+        else:
+            sample = sample_from_layers(ref, grains, pores, region, name=name)
         if sample.valid is not None and not sample.valid.any():
             raise ValueError(f"the shapes of {region.name!r} do not cover the labels")
         bar = _bar_row(image, shape)
@@ -110,6 +119,9 @@ class MeasureJob:
         return cls(sample, options, geometry(ref, len(shape)))
 
     def __call__(self, emit, should_stop) -> Measurement:
+        if is_lazy(self.sample.labels):
+            options = dict(self.options, progress=StepProgress(emit), should_stop=should_stop)
+            return measure_blockwise(self.sample, **options)
         if not self.sample.is_stack:
             return measure(
                 self.sample,

@@ -15,6 +15,7 @@ from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton
 
+from ..analysis.blockwise import PairClassMap
 from ..analysis.metrics import DISAGREEMENT_COLOURS, DISAGREEMENT_NAMES, ConfusionMatrix
 from ..classes import CLASS_NAMES
 from ._base import TaskDock
@@ -25,10 +26,12 @@ from ._layers import (
     NamePreferences,
     checksum,
     geometry,
+    layer_pixels,
     sample_from_layers,
     spatial_shape,
     untouched,
 )
+from ._lazy import is_lazy, lazy_pair, lazy_pair_sample
 from ._models import FILE_CHOICE, ModelPicker
 from ._pairs import LayerFollower, PairPicker
 from ._plots import canvas, draw_iou_history
@@ -171,15 +174,19 @@ class IoUReportWidget(TaskDock):
             layer = self._ref_map.value
             if layer is None:
                 raise ValueError("Choose the reference label-map layer.")
-            sample = sample_from_layers(layer, region=region)
-            return sample.with_labels(np.asarray(layer.data)), layer, layer.name, None
+            sample, data = sample_from_layers(layer, region=region), layer_pixels(layer)
+            labels = data if is_lazy(data) else np.asarray(data)  # lazy: scored block-wise
+            return sample.with_labels(labels), layer, layer.name, None
         rg, rp = self._ref_grains.value, self._ref_pores.value
         if rg is None or rp is None:
             raise ValueError("Choose the reference grains and pores layers.")
         if rg is rp:
             raise ValueError("The reference grains and pores layers must differ.")
+        name = f"{rg.name} + {rp.name}"
+        if lazy_pair(rg, rp):  # overlaps are refused band by band in the worker
+            return lazy_pair_sample(rg, rg, rp, region, rg.name), rg, name, (rg, rp)
         self._fix.check(rg, rp)
-        return sample_from_layers(rg, rg, rp, region), rg, f"{rg.name} + {rp.name}", (rg, rp)
+        return sample_from_layers(rg, rg, rp, region), rg, name, (rg, rp)
 
     def _prediction(self, image, ref_pair) -> tuple[dict, str, str]:
         """(ReportJob arguments for the prediction, model name, image name)."""
@@ -195,8 +202,11 @@ class IoUReportWidget(TaskDock):
             raise ValueError("The predicted grains and pores layers must differ.")
         if ref_pair is not None and pg is ref_pair[0] and pp is ref_pair[1]:
             raise ValueError("The prediction and the reference are the same layers.")
-        self._fix.check(pg, pp)
-        pred = sample_from_layers(pg, pg, pp).labels
+        if lazy_pair(pg, pp):
+            pred = PairClassMap(layer_pixels(pg), layer_pixels(pp))
+        else:
+            self._fix.check(pg, pp)
+            pred = sample_from_layers(pg, pg, pp).labels
         model_name = str(pg.metadata.get("model") or pg.name)
         return {"prediction": pred}, model_name, image.name if image is not None else pg.name
 

@@ -148,6 +148,8 @@ class MeasureWidget(TaskDock):
         draw_size_histograms(self.figure, m)
         self.canvas.draw_idle()
         counts = ", ".join(f"{len(t['label'])} {n}" for n, t in m.objects.items())
+        if m.summary.get("objects"):  # measured block-wise: area fractions, no object table
+            counts = "area fractions block-wise (objects not measured on an image this large)"
         slices = len(m.summary.get("slices", []))
         where = f" in {slices} slices" if slices else ""
         self._status.value = f"Measured {counts}{where}." + (

@@ -1,12 +1,18 @@
-"""Dock widget "Segment pores and grains": image layer -> `grains` and `pores` layers."""
+"""Dock widget "Segment pores and grains": image layer -> `grains` and `pores` layers.
+
+A lazy (dask/zarr) image is read tile by tile in the worker and its classes streamed into a
+zarr-backed pair on disk (:mod:`._lazy`; folder: "label store", default beside the image);
+an in-memory image keeps NumPy layers.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_info
 
@@ -26,6 +32,7 @@ from ._layers import (
     sample_from_layers,
     untouched,
 )
+from ._lazy import ZarrLabelPair, default_store, is_lazy
 from ._models import CHOOSE_FILE, FILE_CHOICE, NO_MODEL, ModelPicker
 from ._progress import StepProgress
 
@@ -37,8 +44,11 @@ _CHECKSUM_KEY = "poregrain_checksum"
 class SegmentJob:
     """Load a model and segment one Sample (runs in the worker thread)."""
 
-    def __init__(self, sample: Sample, model_path: Path, options: dict) -> None:
+    def __init__(
+        self, sample: Sample, model_path: Path, options: dict, store: ZarrLabelPair | None = None
+    ) -> None:
         self.sample, self.model_path, self.options = sample, model_path, options
+        self.store = store  # a lazy image's classes go here, block by block
 
     def __call__(self, emit, should_stop):
         model = load_checkpoint(self.model_path)
@@ -47,6 +57,7 @@ class SegmentJob:
             model,
             progress=StepProgress(emit),
             should_stop=should_stop,
+            out=self.store,
             **self.options,
         )
         return model, result
@@ -62,6 +73,8 @@ class SegmentWidget(TaskDock):
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, "Segment")
         self._layer: Image | None = None
+        self._pending_store: ZarrLabelPair | None = None  # the running lazy job's store
+        self._last_store: Path | None = None
         self._image = ComboBox(label="image", choices=LayerChoices(napari_viewer, Image))
         self._picker = ModelPicker(on_change=self.update_state)
         self._model, self._file = self._picker.combo, self._picker.file
@@ -73,10 +86,12 @@ class SegmentWidget(TaskDock):
             label="overlap", min=0.0, max=0.5, step=0.05, value=DEFAULT_OVERLAP
         )
         self._confidence = CheckBox(text="add confidence layer", value=False)
+        self._store = FileEdit(mode="d", label="label store", nullable=True)
+        self._store.tooltip = "Folder of the zarr label layers of large (lazy) images"
         self._form = Container(
             widgets=[
                 self._image, *self._picker.widgets, self._device, self._tile, self._overlap,
-                self._confidence, *self.task_controls(),
+                self._confidence, self._store, *self.task_controls(),
             ]
         )  # fmt: skip
         self._layout.addWidget(self._form.native)
@@ -109,23 +124,30 @@ class SegmentWidget(TaskDock):
             raise ValueError("Choose an image layer and a model first.")
         sample = sample_from_layers(layer)
         path = self._picker.path()
+        lazy = is_lazy(sample.pixels) and not sample.is_stack
         options = dict(
             tile=int(self._tile.value),
             overlap=float(self._overlap.value),
             device=self._device.value,
-            return_confidence=bool(self._confidence.value),
+            return_confidence=bool(self._confidence.value) and not lazy,
         )
-        self._layer = layer
-        return SegmentJob(sample, path, options)
+        store = None
+        if lazy:
+            where = default_store(layer, self._store.value)
+            store = ZarrLabelPair(where, (sample.height, sample.width))
+        self._layer, self._pending_store = layer, store
+        return SegmentJob(sample, path, options, store)
 
     def starting(self, job: SegmentJob) -> str:
-        return f"Segmenting {job.sample.name} with {job.model_path.stem}…"
+        into = "" if job.store is None else f" into {job.store.path}"
+        return f"Segmenting {job.sample.name} with {job.model_path.stem}{into}…"
 
     def on_done(self, result) -> None:
         model, prediction = result
         image_layer = self._layer
         kept = []
-        for cls, mask in class_masks(prediction.labels).items():
+        masks = self._class_layers_data(prediction)
+        for cls, mask in masks.items():
             old = self._put_labels(cls, mask, image_layer, model.meta.name or model.path.stem)
             if old:
                 kept.append(old)
@@ -144,15 +166,43 @@ class SegmentWidget(TaskDock):
         if kept:
             show_info(f"Segmentation added new layers.{note}")
 
+    def on_cancelled(self) -> None:
+        super().on_cancelled()
+        self._drop_store()
+
+    def on_error(self, exc: Exception) -> None:
+        super().on_error(exc)
+        self._drop_store()
+
+    def _drop_store(self) -> None:
+        """Remove the partial store of a lazy run that did not finish (no layer uses it)."""
+        store, self._pending_store = self._pending_store, None
+        if store is not None:
+            shutil.rmtree(store.path, ignore_errors=True)
+
+    def _class_layers_data(self, prediction) -> dict:
+        """The class layers' data: the zarr pair of a streamed run, else NumPy masks."""
+        if prediction.labels is not None:
+            self._last_store = None
+            return class_masks(prediction.labels)
+        store, self._pending_store = self._pending_store, None
+        self._last_store = store.path
+        return dict(store.arrays)
+
     def _put_labels(self, cls: int, mask: np.ndarray, image_layer: Image, model_name: str):
         """Add or refresh a class layer; an edited layer is renamed and kept, never lost."""
         kwargs = layer_kwargs(cls, image_layer)
         name = kwargs["name"]
-        meta = {_CHECKSUM_KEY: checksum(mask), "model": model_name}
+        lazy = is_lazy(mask)
+        meta = {"model": model_name}
+        if lazy:  # a checksum would read the whole store; the store's path names the run
+            meta["label_store"] = str(self._last_store)
+        else:
+            meta[_CHECKSUM_KEY] = checksum(mask)
         kept = None
         if name in self._viewer.layers:
             old = self._viewer.layers[name]
-            if untouched(old, _CHECKSUM_KEY, mask.shape):
+            if not lazy and untouched(old, _CHECKSUM_KEY, mask.shape):
                 old.data = mask
                 old.metadata.update(meta)
                 return None

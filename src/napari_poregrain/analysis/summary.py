@@ -162,7 +162,10 @@ def summary_rows(m: Measurement) -> list[tuple[str, str]]:
         ("grain fraction", _pct(s["grain_fraction"])),
     ]
     for name in OBJECT_CLASSES:
-        st = s[name]
+        st = s.get(name)
+        if st is None or s.get("objects"):  # a huge image measured block-wise: fractions only
+            rows.append((f"{name}: objects", "not measured (image measured block-wise)"))
+            continue
         rows.append((f"{name}: count", f"{st['count']:,}"))
         for key, label in _STAT_LABELS:
             rows.append((f"{name}: {label}", _fmt(st[key.format(u=u)], m.unit)))

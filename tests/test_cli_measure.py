@@ -109,7 +109,7 @@ def test_argument_errors(label_files, tmp_path, capsys):
         main(["measure", str(label_files[0]), "--pixel-size", "13", "--out", out])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("poregrain measure: error: argument --pixel-size: ")
+    assert err[-1].startswith("poregrain measure: error: --pixel-size: ")
     assert main(["measure", *map(str, label_files), "--image", "x.tif", "--out", out]) == 2
     assert main(["measure", str(label_files[0]), "--unit", "nm", "--out", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()

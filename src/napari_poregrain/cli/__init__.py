@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # sub-command -> module in napari_poregrain.cli with add_arguments(parser) and run(args) -> int
@@ -26,6 +27,10 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+_RANGE = re.compile(r"argument (--[\w-]+): must be")
+_OPTION = re.compile(r"argument (--[\w-]+):")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -54,6 +59,12 @@ class CommandParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self.load()
         return super().format_help()
+
+    def error(self, message: str):
+        """argparse's usage + one line; a range check reads ``--batch must be ≥ 1, not 0``."""
+        message = _RANGE.sub(r"\1 must be", message)
+        message = _OPTION.sub(r"\1:", message)  # "argument --tile: ..." -> "--tile: ..."
+        return super().error(message)
 
     def format_usage(self) -> str:
         self.load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 class Number:
@@ -123,3 +124,11 @@ def add_output_arguments(p: argparse.ArgumentParser, what: str) -> None:
         help=f"name the {what} after each file's folder too (<folder>_<name>), for files from "
         "different folders that share a name",
     )
+
+
+def add_inputs_and_out(
+    p: argparse.ArgumentParser, name: str, metavar: str, inputs_help: str, out_help: str
+) -> None:
+    """A batch command's input files (one or more) and its required ``--out`` folder."""
+    p.add_argument(name, nargs="+", type=Path, metavar=metavar, help=inputs_help)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help=out_help)

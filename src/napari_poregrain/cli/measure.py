@@ -13,7 +13,7 @@ from ..analysis.export import write_objects_csv, write_summary_csv, write_summar
 from ..analysis.measure import DEFAULT_MIN_SIZE, class_map_sample, measure
 from ..analysis.summary import Measurement, flat_summary
 from . import CliError
-from ._options import add_output_arguments, pixel_size, positive_int
+from ._options import add_inputs_and_out, add_output_arguments, pixel_size, positive_int
 
 SUMMARY_CSV = "summary.csv"
 OUTPUT_SUFFIXES = ("_objects.csv", "_summary.json")
@@ -21,21 +21,11 @@ OUTPUT_SUFFIXES = ("_objects.csv", "_summary.json")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "labels",
-        nargs="+",
-        type=Path,
-        metavar="LABELS",
-        help="class maps (PNG/TIF: 0 matrix, 1 grain, 2 pore, 255 ignored)",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="DIR",
-        help="folder for the tables: <name>_objects.csv (one row per pore or grain), "
+    add_inputs_and_out(
+        p, "labels", "LABELS", "class maps (PNG/TIF: 0 matrix, 1 grain, 2 pore, 255 ignored)",
+        "folder for the tables: <name>_objects.csv (one row per pore or grain), "
         "<name>_summary.json per file and summary.csv for all; created if missing",
-    )
+    )  # fmt: skip
     p.add_argument(
         "--pixel-size",
         type=pixel_size,

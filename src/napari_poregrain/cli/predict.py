@@ -18,7 +18,7 @@ from pathlib import Path
 from ..inference.predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from ..model import CheckpointError, load_checkpoint, resolve_model
 from . import CliError
-from ._options import add_output_arguments, fraction, positive_int, tile_side
+from ._options import add_inputs_and_out, add_output_arguments, fraction, positive_int, tile_side
 from ._progress import TileBar
 
 FORMATS = ("auto", "png", "tiff", "zarr")
@@ -27,21 +27,12 @@ STREAM_ABOVE = 1 << 26  # pixels (64 MP, about 8k x 8k): above this ``auto`` str
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "images",
-        nargs="+",
-        type=Path,
-        metavar="IMAGE",
-        help="SEM images to segment (TIFF, PNG, JPEG or BMP); a data bar is found and left out",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="DIR",
-        help="folder for the class maps, one <image name>.png each (0 matrix, 1 grain, 2 pore); "
-        "created if missing",
-    )
+    add_inputs_and_out(
+        p, "images", "IMAGE",
+        "SEM images to segment (TIFF, PNG, JPEG, BMP, OME-Zarr); a data bar is found, left out",
+        "folder for the class maps, one <image name>.png (or .tif/.zarr, see --format) each "
+        "(0 matrix, 1 grain, 2 pore); created if missing",
+    )  # fmt: skip
     p.add_argument(
         "--format",
         choices=FORMATS,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -27,13 +27,12 @@ _RANK_SEED_STRIDE = 1_000_003
 """Seeds of different ranks' crop samplers are this far apart (never overlapping streams)."""
 
 
-@dataclass(frozen=True)
-class LaunchEnv:
-    """Where this process sits in a ``torchrun`` launch."""
+class LaunchEnv(NamedTuple):
+    """Where this process sits in a ``torchrun`` launch: rank, local rank, world size."""
 
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
+    rank: int
+    local_rank: int
+    world_size: int
 
     @property
     def is_main(self) -> bool:

@@ -130,7 +130,7 @@ def as_sample(image: Sample | Any, content_rows: int | None = None) -> Sample:
     if content_rows is not None and not 1 <= int(content_rows) <= shape[-2]:
         raise ValueError(f"content_rows={content_rows} is outside the image's {shape[-2]} rows")
     bar = None if content_rows is None else int(content_rows)
-    return Sample(array, data_bar_row=bar, rgb=rgb)
+    return Sample.from_array(array, data_bar_row=bar, rgb=rgb)
 
 
 def _check_shape(spatial: tuple[int, ...], shape: tuple[int, ...]) -> None:

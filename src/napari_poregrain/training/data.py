@@ -70,7 +70,7 @@ def sample_from_pair(image, labels, name: str = "") -> Sample:
     """An (image, labels) pair as a Sample, checked first (messages name ``name``)."""
     image, labels = np.asarray(image), np.asarray(labels)
     check_arrays(image, labels, name or "image")
-    return Sample(image, labels=labels.astype(np.uint8, copy=False), name=name, rgb=is_rgb(image))
+    return Sample.from_array(image, labels=labels.astype(np.uint8, copy=False), name=name)
 
 
 def samples_from_pairs(pairs, names=None, default: str = "image") -> list[Sample]:

@@ -111,3 +111,16 @@ def test_validation_report_and_cli(recipe_file, tiny_model, tiny_checkpoint, cap
     )
     assert code == 0
     assert set(json.loads(capsys.readouterr().out)) == {"tiles", "syn"}
+
+
+def test_synthetic_sources_can_draw_organic_matter(tmp_path):
+    path = tmp_path / "r.toml"
+    body = "[[source]]\nname = 'syn'\nsynthetic = true\ncount = 8\nsize = 96\n"
+    path.write_text(body)
+    plain = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+    path.write_text(body + "organic = true\n")
+    organic = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+    assert all(st.organic_fraction == 0 for st in plain)
+    with_om = [st for st in organic if st.organic_fraction > 0]
+    assert 0 < len(with_om) < len(organic)  # about half the images
+    assert all(st.pore < st.organic < st.matrix for st in with_om)  # grey between pore and matrix

@@ -1,7 +1,7 @@
 import numpy as np
 
 from napari_poregrain._sample_data import shale_sample, shale_sample_with_truth
-from napari_poregrain.synthetic import SHIFTED, make_sample
+from napari_poregrain.synthetic import SHIFTED, Style, make_sample
 
 
 def test_deterministic_by_seed_and_seed_matters():
@@ -42,3 +42,23 @@ def test_sample_data_contributions():
     _, truth = make_sample((1024, 1024), seed=0)
     np.testing.assert_array_equal(grains.astype(bool), truth == 1)
     np.testing.assert_array_equal(pores.astype(bool), truth == 2)
+
+
+def test_organic_matter_is_matrix_darker_than_matrix_with_its_own_pores():
+    style = Style(organic_fraction=0.25, organic=0.25, pore=0.05)
+    image, labels = make_sample((384, 384), seed=2, style=style)
+    plain_image, plain_labels = make_sample((384, 384), seed=2)
+    # The grains are the same draw; organic matter only adds (never moves) what came before.
+    np.testing.assert_array_equal(labels == 1, plain_labels == 1)
+    dark_matrix = (labels == 0) & (image < 0.35 * 255)
+    assert 0.1 < dark_matrix.mean() < 0.35  # organic matter: labelled matrix, darker
+    means = [image[labels == c].mean() for c in range(3)]
+    assert means[2] < image[dark_matrix].mean() < means[0] < means[1]
+    assert (labels == 2).sum() > (plain_labels == 2).sum()  # pores in the organic matter
+
+
+def test_a_style_without_organic_matter_is_unchanged_by_the_feature():
+    a, la = make_sample((128, 128), seed=4, style=Style(organic_fraction=0.0, organic=0.3))
+    b, lb = make_sample((128, 128), seed=4)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)

@@ -2,8 +2,10 @@
 
 Used as sample data, in tests and in benchmarks: a textured clay matrix,
 brighter irregular silt grains, dark pores with the bright rims secondary
-electrons give them, a gentle illumination gradient, blur and detector noise.
-The same ``seed`` and style always give the same image and labels.
+electrons give them, optional organic matter (darker-than-matrix lenses labelled matrix, with
+their own small pores: the organic-matter-versus-pore distinction), a gentle illumination
+gradient, blur and detector noise. The same ``seed`` and style always give the same image and
+labels; a style without organic matter draws exactly the random numbers it always did.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ class Style:
     grain_radius: float = 28.0
     pore_density: float = 6e-4
     pore_radius: float = 4.0
+    organic_fraction: float = 0.0
+    """Area share of organic matter (labelled matrix, class 0); 0: none."""
+    organic: float = 0.25
+    """Grey level of organic matter (between pores and matrix in SEM images)."""
+    organic_radius: float = 40.0
+    organic_pore_density: float = 4e-3
+    """Pores per organic-matter pixel (organic pores: small, dark, no bright rim)."""
 
 
 SHIFTED = Style(matrix=0.55, grain=0.68, pore=0.22, rim=0.05, noise=0.09, blur=1.3, texture=0.09)
@@ -75,13 +84,19 @@ def make_sample(
         keep = labels[rr, cc] != GRAIN
         labels[rr[keep], cc[keep]] = PORE
 
+    organic = _organic_matter(rng, labels, style) if style.organic_fraction > 0 else None
+
     texture = ndimage.gaussian_filter(rng.normal(0, 1, shape).astype(np.float32), 2.5)
     texture *= style.texture / (texture.std() + 1e-6)
     image[:] = style.matrix + texture
     grains = labels == GRAIN
     image[grains] = style.grain + grain_shift[grains] + 0.4 * texture[grains]
     pores = labels == PORE
-    rim = ndimage.binary_dilation(pores, iterations=2) & ~pores
+    rimmed = pores if organic is None else pores & ~organic
+    rim = ndimage.binary_dilation(rimmed, iterations=2) & ~pores
+    if organic is not None:
+        image[organic] = style.organic + 0.5 * texture[organic]
+        rim &= ~organic
     image[rim] += style.rim
     image[pores] = style.pore + 0.3 * texture[pores]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -94,6 +109,34 @@ def make_sample(
 def restyle(style: Style, **changes) -> Style:
     """A copy of ``style`` with some fields changed."""
     return replace(style, **changes)
+
+
+def _organic_matter(rng, labels: np.ndarray, style: Style) -> np.ndarray:
+    """Draw organic-matter lenses outside grains (labels stay matrix) and pores inside them.
+
+    Returns the organic-matter mask (pores in it included); ``labels`` gets the organic pores.
+    """
+    shape = labels.shape
+    organic = np.zeros(shape, bool)
+    free = labels != GRAIN
+    target = style.organic_fraction * free.mean()
+    for _ in range(10000):
+        if organic.mean() >= target:
+            break
+        r = style.organic_radius * rng.lognormal(0, 0.4)
+        y, x = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        rr, cc = _blob(rng, y, x, r, rng.uniform(0.25, 0.8), shape)
+        keep = free[rr, cc]
+        organic[rr[keep], cc[keep]] = True
+    points = np.argwhere(organic)
+    n_pores = rng.poisson(style.organic_pore_density * len(points)) if len(points) else 0
+    for _ in range(n_pores):
+        y, x = points[rng.integers(len(points))]
+        r = max(1.5, 0.6 * style.pore_radius * rng.lognormal(0, 0.5))
+        rr, cc = _blob(rng, y, x, r, rng.uniform(0.4, 1.0), shape)
+        keep = organic[rr, cc]
+        labels[rr[keep], cc[keep]] = PORE
+    return organic
 
 
 def _blob(rng, cy, cx, radius, aspect, shape):

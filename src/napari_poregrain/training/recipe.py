@@ -51,6 +51,8 @@ class Source:
     val_count: int = 0
     size: int = 512
     seed: int = 0
+    organic: bool = False
+    """Synthetic: organic matter (with its own pores) in about half the images."""
 
 
 @dataclass
@@ -175,8 +177,12 @@ def _synthetic_sample(src: Source, rng: np.random.Generator, i: int) -> Sample:
         grain_radius=rng.uniform(12, 50),
         pore_radius=rng.uniform(2, 8),
     )
+    if src.organic:  # organic matter in half the images, its grey between pore and matrix
+        share = rng.uniform(0.1, 0.35) if rng.random() < 0.5 else 0.0
+        grey = rng.uniform(style.pore + 0.08, max(style.pore + 0.1, style.matrix - 0.1))
+        style = replace(style, organic_fraction=share, organic=grey)
     image, labels = make_sample((src.size, src.size), seed=src.seed * 1000 + i, style=style)
-    return Sample(image, labels=labels, name=f"{src.name}-{i}")
+    return Sample(image, labels=labels, name=f"{src.name}-{i}", metadata={"style": style})
 
 
 def baseline(

@@ -39,7 +39,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    """Mixed precision on CUDA (bf16, or fp16 with loss scaling); the CPU always runs fp32."""
+    """Mixed precision: bf16 (or fp16 with loss scaling) on CUDA, bf16 on CPUs with native bf16
+    (about 2x the crops per second of fp32 there); other CPUs run fp32."""
     val_fraction: float = 0.2
     """Without explicit validation pairs: the share of each image's labelled pixels held out."""
     patience: int | None = 10

@@ -91,13 +91,14 @@ class Trainer:
         )
         self.device = resolve_device(cfg.device)
         self.sampler = CropSampler(self.train_regions, cfg, self.norm)
-        self.amp = cfg.amp and self.device.type == "cuda"
-        self.dtype = resolve_precision("auto", self.device) if self.amp else None
+        self.dtype = resolve_precision("auto", self.device) if cfg.amp else None
+        self.amp = self.dtype not in (None, torch.float32)  # bf16 on CPUs that have it natively
         self.steps_per_epoch, self.total_steps, self.warmup = self._schedule()
         self.meta, self.parent = model_meta(init, cfg, name or self.out_path.stem)
         self.recipe = recipe_entry(
             cfg, self.total_steps, self.steps_per_epoch, self.warmup, self.device
         )
+        self.recipe["precision"] = str(self.dtype or torch.float32).removeprefix("torch.")
         self.net: nn.Module | None = None
         self.kept: nn.Module | None = None  # the weights validated and saved (EMA or net)
         self.ema = self.optimizer = self.scheduler = self.scaler = self.loader = None
@@ -147,7 +148,7 @@ class Trainer:
             self.ema = AveragedModel(net, multi_avg_fn=multi, use_buffers=True)
         self.kept = net if self.ema is None else self.ema.module
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
-        use_scaler = self.amp and not torch.cuda.is_bf16_supported()
+        use_scaler = self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.loss_fn = SegmentationLoss()
         self.loader = torch.utils.data.DataLoader(

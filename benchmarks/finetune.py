@@ -1,7 +1,8 @@
 """Learning from one correction: zero-shot and fine-tuned IoU, and seconds, on three cases.
 
     python benchmarks/finetune.py [--cases zeiss,duvernay,synthetic] [--steps N] [--crop N]
-        [--focus F] [--encoder-lr F] [--freeze-encoder N] [--label NAME] [--quick]
+        [--focus F] [--encoder-lr F] [--freeze-encoder N] [--flips] [--resample-nm NM]
+        [--label NAME] [--quick]
 
 The protocol (none of it uses the images kept for acceptance):
 
@@ -13,6 +14,11 @@ The protocol (none of it uses the images kept for acceptance):
   the next ones. Pore-like dark pixels are left unlabelled in the correction, as in training.
 * ``synthetic``: a synthetic style the model never saw (``UNSEEN``, grains darker than the
   matrix): one corrected image, a second one scored.
+
+``--flips`` scores (zero-shot and fine-tuned) with test-time flips (``inference.flips``);
+``--resample-nm NM`` resamples every image with a known pixel size to NM nm per pixel first (the
+fine-tune and the scoring then run at that scale; images without a pixel size are left as
+they are).
 
 Every case starts from the same model (``--model``, default the shipped one), fine-tunes with
 ``training.finetune_config()`` (options override single settings) and scores with ``predict``.
@@ -39,9 +45,11 @@ from _common import (
     table,
     write_results,
 )
+from scipy import ndimage
 
 from napari_poregrain.analysis.metrics import ConfusionMatrix
 from napari_poregrain.classes import CLASS_NAMES, IGNORE
+from napari_poregrain.inference.flips import FlipAveraged
 from napari_poregrain.inference.predict import predict, resolve_device
 from napari_poregrain.model import LoadedModel, load_checkpoint
 from napari_poregrain.sample import Sample
@@ -77,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cases", default="zeiss,duvernay,synthetic", help="cases to run")
     p.add_argument("--label", help="suffix of the results file (a lever's name)")
     p.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics fixed")
+    p.add_argument("--flips", action="store_true", help="score with test-time flips")
+    p.add_argument("--resample-nm", type=float, help="resample to this pixel size (nm) first")
     for lever in LEVERS:
         kind = int if lever in ("steps", "crop", "batch", "freeze_encoder") else float
         p.add_argument(f"--{lever.replace('_', '-')}", type=kind, help="overrides the default")
@@ -139,8 +149,25 @@ def synthetic_case(quick: bool) -> Case:
     )
 
 
-def score(model: LoadedModel, samples: list[Sample], device: str) -> list[float | None]:
+def resampled(sample: Sample, target_nm: float) -> Sample:
+    """``sample``'s usable rows zoomed to ``target_nm`` per pixel (as it is without a size)."""
+    if not sample.pixel_size_nm:
+        return sample
+    f = sample.pixel_size_nm / target_nm
+    pixels = ndimage.zoom(np.asarray(sample.content(), np.float32), f, order=1)
+    labels = ndimage.zoom(np.asarray(sample.content(sample.labels)), f, order=0)
+    return Sample(
+        np.clip(pixels, 0, 255).astype(np.uint8), labels=labels, name=sample.name,
+        pixel_size_nm=target_nm,
+    )  # fmt: skip
+
+
+def score(
+    model: LoadedModel, samples: list[Sample], device: str, flips: bool = False
+) -> list[float | None]:
     """Per-class IoU over the scored Samples' labelled pixels (None: class not in the truth)."""
+    if flips:
+        model = replace(model, net=FlipAveraged(model.net))
     cm = ConfusionMatrix()
     for s in samples:
         cm.update_sample(s, predict(s, model, device=device).labels)  # rows above the bar
@@ -148,16 +175,16 @@ def score(model: LoadedModel, samples: list[Sample], device: str) -> list[float 
     return [v if present[c] else None for c, v in enumerate(cm.per_class_iou())]
 
 
-def fine_tune(case: Case, start: LoadedModel, cfg, device: str) -> dict:
+def fine_tune(case: Case, start: LoadedModel, cfg, device: str, flips: bool = False) -> dict:
     """Fine-tune ``start`` on the case's correction; the scores before and after, the time."""
-    before = score(start, case.scored, device)
+    before = score(start, case.scored, device, flips)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         trainer = Trainer([case.correction], cfg, start, Path(tmp) / "tuned.safetensors")
         result = trainer.fit()
         seconds = time.perf_counter() - t0
         tuned = load_checkpoint(result.path) if result.path is not None else start
-        after = score(tuned, case.scored, device)
+        after = score(tuned, case.scored, device, flips)
     return {
         "case": case.name,
         "seconds": round(seconds, 1),
@@ -201,13 +228,19 @@ def main(argv: list[str] | None = None) -> int:
         if case is None:
             skipped.append(name)
             continue
-        rows.append(fine_tune(case, start, cfg, device))
+        if args.resample_nm:
+            case = Case(
+                case.name, resampled(case.correction, args.resample_nm),
+                [resampled(s, args.resample_nm) for s in case.scored],
+            )  # fmt: skip
+        rows.append(fine_tune(case, start, cfg, device, args.flips))
     print(describe_machine(machine_info(device)))
     print(f"start: {start_desc}; settings: {overrides or 'finetune_config() defaults'}")
     print(table(rows, COLUMNS))
     if skipped:
         print(f"skipped (no data in {DATA}): {', '.join(skipped)}")
     results = {"start": start_desc, "config": vars(cfg), "rows": rows, "skipped": skipped}
+    results.update(flips=args.flips, resample_nm=args.resample_nm)
     name = f"finetune-{args.label}" if args.label else "finetune"
     path = write_results(
         name, results, script=__file__, argv=argv, out_dir=args.out, quick=args.quick,

@@ -91,3 +91,91 @@ def test_cancel_changes_nothing(widget, qtbot, tiny_checkpoint):
     qtbot.waitUntil(lambda: w._task is None, timeout=120_000)
     assert len(viewer.layers) == n_layers
     assert "Cancelled" in w._status.value
+
+
+# -- stacks: the slice the viewer shows comes first ---------------------------------------------
+def _stack(n: int = 3, shape=(96, 128)) -> np.ndarray:
+    from napari_poregrain.synthetic import make_sample
+
+    return np.stack([make_sample(shape, seed=10 + z)[0] for z in range(n)])
+
+
+def test_predict_stack_does_the_first_slice_first_and_equals_predict(tiny_model):  # no Qt
+    from napari_poregrain._widgets._stack import SliceDone, predict_stack, slice_order
+    from napari_poregrain.sample import Sample
+
+    assert slice_order(4, 2) == [2, 0, 1, 3] and slice_order(3, 9) == [2, 0, 1]
+    stack = _stack()
+    payloads = []
+    result = predict_stack(Sample(stack), tiny_model, payloads.append, None, first=1, tile=64)
+    order = [p.z for p in payloads if isinstance(p, SliceDone)]
+    assert order == [1, 0, 2]
+    ticks = [p for p in payloads if isinstance(p, tuple)]
+    assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)  # the bar only moves forward
+    assert ticks[-1][0] == ticks[-1][1] and len({t for _, t in ticks}) == 1
+    expected = predict(stack, tiny_model, tile=64).labels
+    np.testing.assert_array_equal(result.labels, expected)
+
+
+class SliceWatch:
+    """Runs the dock's own progress handler, then notes after each finished slice: (slice, how
+    many class layers exist, the slices they hold data in); ``cancel``: cancel after the first."""
+
+    def __init__(self, dock, viewer, cancel: bool = False) -> None:
+        self.handle, self.dock, self.viewer, self.cancel = dock.on_progress, dock, viewer, cancel
+        self.seen: list[tuple[int, int, set[int]]] = []
+        dock.on_progress = self
+
+    def __call__(self, payload) -> None:
+        from napari_poregrain._widgets._stack import SliceDone
+
+        self.handle(payload)
+        if not isinstance(payload, SliceDone):
+            return
+        names = [n for n in ("grains", "pores") if n in self.viewer.layers]
+        filled = {
+            z for n in names for z, part in enumerate(self.viewer.layers[n].data) if part.any()
+        }
+        self.seen.append((payload.z, len(names), filled))
+        if self.cancel:
+            self.dock.cancel()
+
+
+def test_a_stack_shows_the_current_slice_before_the_others(
+    make_napari_viewer, qtbot, tiny_checkpoint, tiny_model, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "models"))
+    stack = _stack()
+    expected = predict(stack, tiny_model, tile=64).labels
+    assert all(expected[z].any() for z in range(3))  # every slice has grains or pores
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="fib", scale=(2.0, 1.0, 1.0))
+    viewer.dims.set_current_step(0, 2)  # the viewer shows slice 2
+    w = SegmentWidget(viewer)
+    w.select_model(tiny_checkpoint)
+    w._tile.value = 64
+    watch = SliceWatch(w, viewer)
+    _segment(qtbot, w)
+    assert [z for z, _, _ in watch.seen] == [2, 0, 1]
+    assert watch.seen[0][1:] == (2, {2})  # both layers at once, the other slices still empty
+    np.testing.assert_array_equal(viewer.layers["grains"].data, (expected == 1).astype(np.uint8))
+    np.testing.assert_array_equal(viewer.layers["pores"].data, (expected == 2).astype(np.uint8))
+    assert not any(ly.name.startswith(("grains (kept", "pores (kept")) for ly in viewer.layers)
+    assert w._status.value.startswith("Done")
+
+
+def test_cancel_after_the_shown_slice_says_what_the_layers_hold(
+    make_napari_viewer, qtbot, tiny_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "models"))
+    viewer = make_napari_viewer()
+    viewer.add_image(_stack(), name="fib")
+    assert viewer.dims.current_step[0] == 1  # napari opens a stack at its middle slice
+    w = SegmentWidget(viewer)
+    w.select_model(tiny_checkpoint)
+    w._tile.value = 64
+    SliceWatch(w, viewer, cancel=True)
+    _segment(qtbot, w)
+    assert w._status.value == "Cancelled: the layers hold slice 1 only."
+    grains = viewer.layers["grains"].data
+    assert grains[0].max() == 0 and grains[2].max() == 0

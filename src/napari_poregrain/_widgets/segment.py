@@ -2,7 +2,8 @@
 
 A lazy (dask/zarr) image is read tile by tile in the worker and its classes streamed into a
 zarr-backed pair on disk (:mod:`._lazy`; folder: "label store", default beside the image);
-an in-memory image keeps NumPy layers.
+an in-memory image keeps NumPy layers. A stack's slice the viewer shows is segmented first and
+shown as soon as it is done (:mod:`._stack`), the other slices when the run ends.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from ._layers import (
     geometry,
     layer_kwargs,
     sample_from_layers,
+    spatial_shape,
     untouched,
 )
 from ._lazy import ZarrLabelPair, default_store, is_lazy
 from ._models import CHOOSE_FILE, FILE_CHOICE, NO_MODEL, ModelPicker
 from ._progress import StepProgress
+from ._stack import SliceDone, partial_stack, predict_stack
 
 __all__ = ["FILE_CHOICE", "NO_MODEL", "SegmentWidget"]
 
@@ -45,13 +48,24 @@ class SegmentJob:
     """Load a model and segment one Sample (runs in the worker thread)."""
 
     def __init__(
-        self, sample: Sample, model_path: Path, options: dict, store: ZarrLabelPair | None = None
+        self,
+        sample: Sample,
+        model_path: Path,
+        options: dict,
+        store: ZarrLabelPair | None = None,
+        first: int = 0,
     ) -> None:
         self.sample, self.model_path, self.options = sample, model_path, options
         self.store = store  # a lazy image's classes go here, block by block
+        self.first = first  # a stack's slice to segment (and show) first
 
     def __call__(self, emit, should_stop):
         model = load_checkpoint(self.model_path)
+        if self.sample.is_stack:
+            result = predict_stack(
+                self.sample, model, emit, should_stop, first=self.first, **self.options
+            )
+            return model, result
         result = predict(
             self.sample,
             model,
@@ -61,6 +75,13 @@ class SegmentJob:
             **self.options,
         )
         return model, result
+
+
+def warm_up_labels() -> None:
+    """Import what napari's first Labels layer imports (pandas, for its features table) when the
+    dock opens: 0.3-0.5 s that would otherwise block the GUI thread when a run's layers appear
+    (an import in the worker holds the GIL for up to ~120 ms at a time: no better)."""
+    import pandas  # noqa: F401
 
 
 class SegmentWidget(TaskDock):
@@ -75,6 +96,8 @@ class SegmentWidget(TaskDock):
         self._layer: Image | None = None
         self._pending_store: ZarrLabelPair | None = None  # the running lazy job's store
         self._last_store: Path | None = None
+        self._shown: int | None = None  # the stack slice already shown in the layers
+        self._kept: list[str] = []  # edited layers renamed during this run
         self._image = ComboBox(label="image", choices=LayerChoices(napari_viewer, Image))
         self._picker = ModelPicker(on_change=self.update_state)
         self._model, self._file = self._picker.combo, self._picker.file
@@ -96,6 +119,7 @@ class SegmentWidget(TaskDock):
         )  # fmt: skip
         self._layout.addWidget(self._form.native)
         self._brush = OneBrush.attach(napari_viewer)  # painting one class clears the other
+        warm_up_labels()
         self.update_state()
 
     # -- model choice -----------------------------------------------------------------
@@ -136,21 +160,37 @@ class SegmentWidget(TaskDock):
             where = default_store(layer, self._store.value)
             store = ZarrLabelPair(where, (sample.height, sample.width))
         self._layer, self._pending_store = layer, store
-        return SegmentJob(sample, path, options, store)
+        self._shown, self._kept = None, []
+        first = self._current_slice(layer) if sample.is_stack else 0
+        return SegmentJob(sample, path, options, store, first)
+
+    def _current_slice(self, layer: Image) -> int:
+        """The slice of a stack ``layer`` the viewer shows now."""
+        z = layer.world_to_data(self._viewer.dims.point[-layer.ndim :])[-3]
+        return int(np.clip(round(float(z)), 0, spatial_shape(layer)[0] - 1))
 
     def starting(self, job: SegmentJob) -> str:
         into = "" if job.store is None else f" into {job.store.path}"
         return f"Segmenting {job.sample.name} with {job.model_path.stem}{into}…"
 
+    def on_progress(self, payload) -> None:
+        """``(done, total)``, or a stack's :class:`SliceDone`: the first is shown at once."""
+        if not isinstance(payload, SliceDone):
+            super().on_progress(payload)
+        elif self._shown is None and self._layer is not None and self._task is not None:
+            stack = partial_stack(spatial_shape(self._layer), payload)
+            for cls, mask in class_masks(stack).items():
+                self._put_labels(cls, mask, self._layer, "(running)")
+            self._shown = payload.z
+            self.say(f"Slice {payload.z} is shown; segmenting the other slices…")
+
     def on_done(self, result) -> None:
         model, prediction = result
         image_layer = self._layer
-        kept = []
+        kept = self._kept
         masks = self._class_layers_data(prediction)
         for cls, mask in masks.items():
-            old = self._put_labels(cls, mask, image_layer, model.meta.name or model.path.stem)
-            if old:
-                kept.append(old)
+            self._put_labels(cls, mask, image_layer, model.meta.name or model.path.stem)
         if prediction.confidence is not None:
             self._viewer.add_image(
                 prediction.confidence,
@@ -168,6 +208,8 @@ class SegmentWidget(TaskDock):
 
     def on_cancelled(self) -> None:
         super().on_cancelled()
+        if self._shown is not None:
+            self.say(f"Cancelled: the layers hold slice {self._shown} only.")
         self._drop_store()
 
     def on_error(self, exc: Exception) -> None:
@@ -189,7 +231,7 @@ class SegmentWidget(TaskDock):
         self._last_store = store.path
         return dict(store.arrays)
 
-    def _put_labels(self, cls: int, mask: np.ndarray, image_layer: Image, model_name: str):
+    def _put_labels(self, cls: int, mask: np.ndarray, image_layer: Image, model_name: str) -> None:
         """Add or refresh a class layer; an edited layer is renamed and kept, never lost."""
         kwargs = layer_kwargs(cls, image_layer)
         name = kwargs["name"]
@@ -199,15 +241,14 @@ class SegmentWidget(TaskDock):
             meta["label_store"] = str(self._last_store)
         else:
             meta[_CHECKSUM_KEY] = checksum(mask)
-        kept = None
         if name in self._viewer.layers:
             old = self._viewer.layers[name]
             if not lazy and untouched(old, _CHECKSUM_KEY, mask.shape):
                 old.data = mask
                 old.metadata.update(meta)
-                return None
+                return
             kept = f"{name} (kept {time.strftime('%H:%M:%S')})"
             old.name = kept
             old.visible = False
+            self._kept.append(kept)
         self._viewer.add_labels(mask, metadata=meta, **kwargs)
-        return kept

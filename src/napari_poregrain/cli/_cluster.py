@@ -1,8 +1,10 @@
 """``poregrain predict ... --cluster ADDR|local:N``: the batch on a dask.distributed cluster.
 
 ``cli/predict.py`` adds the options with :func:`add_cluster_arguments` and hands the run to
-:func:`run_on_cluster` when ``--cluster`` is given. One line on stderr per failed input and exit
-1; a scheduler that does not answer is one line and exit 2 (nothing written).
+:func:`run_on_cluster` when ``--cluster`` is given. Images streamed to TIFF or OME-Zarr above
+``STREAM_ABOVE`` pixels (``--split auto``) are split into ``--block`` blocks over the workers.
+One line on stderr per failed input and exit 1; a scheduler that does not answer is one line
+and exit 2 (nothing written).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import sys
 from pathlib import Path
 
 from . import CliError
-from ._options import non_negative_int, positive_float
+from ._options import Number, non_negative_int, positive_float
+
+SPLITS = ("auto", "blocks", "files")
 
 
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +43,28 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"times a failed cluster task is retried (default {DEFAULT_RETRIES})",
     )
+    _add_split_arguments(p)
+
+
+def _add_split_arguments(p: argparse.ArgumentParser) -> None:
+    from ..io.writers import ZARR_CHUNK
+    from ..scale.blocks import DEFAULT_BLOCK
+
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="auto",
+        help="with --cluster and --format tiff|zarr: blocks splits each image into blocks over "
+        "the workers, files sends one task per image; auto splits images above 64 megapixels",
+    )
+    p.add_argument(
+        "--block",
+        type=Number(int, low=ZARR_CHUNK, multiple=ZARR_CHUNK),
+        default=DEFAULT_BLOCK,
+        metavar="PIXELS",
+        help=f"side of the blocks of a split image, a multiple of {ZARR_CHUNK} "
+        f"(default {DEFAULT_BLOCK})",
+    )
 
 
 def _model_path(spec: str) -> Path:
@@ -55,7 +81,13 @@ def _model_path(spec: str) -> Path:
 def run_on_cluster(args: argparse.Namespace, outputs: list[Path] | None = None) -> int:
     """Predict ``args.images`` on the cluster ``args.cluster`` into ``outputs``; 1 on a failure."""
     try:
-        from ..scale.batch import ClusterError, PredictOptions, open_client, run_batch
+        from ..scale.batch import (
+            ClusterError,
+            PredictOptions,
+            SplitOptions,
+            open_client,
+            run_batch,
+        )
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise CliError(f"--cluster needs the 'scale' extra ({exc})") from None
     model_path = _model_path(args.model)
@@ -63,11 +95,12 @@ def run_on_cluster(args: argparse.Namespace, outputs: list[Path] | None = None) 
         tile=args.tile, overlap=args.overlap, batch_size=args.batch, device=args.device,
         precision=args.precision,
     )  # fmt: skip
+    split = SplitOptions(_split_above(args), args.block)
     try:
         with open_client(args.cluster, args.cluster_timeout) as client:
             report = run_batch(
                 client, args.images, args.out, model_path, options, retries=args.retries,
-                outputs=outputs,
+                outputs=outputs, split=split,
             )  # fmt: skip
     except (ClusterError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -75,3 +108,10 @@ def run_on_cluster(args: argparse.Namespace, outputs: list[Path] | None = None) 
         print(f"poregrain predict: {image}: {why}", file=sys.stderr)
     print(f"{len(report.done)} of {len(args.images)} images written to {args.out}")
     return 0 if report.ok else 1
+
+
+def _split_above(args: argparse.Namespace) -> int | None:
+    """Pixels above which an image is split into blocks (None: never)."""
+    from .predict import STREAM_ABOVE
+
+    return {"blocks": 0, "files": None}.get(args.split, STREAM_ABOVE)

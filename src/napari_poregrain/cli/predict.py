@@ -117,8 +117,6 @@ def plan(args: argparse.Namespace) -> list[Path]:
 
     shapes = [image_shape(p) for p in args.images]
     args.format = resolve_format(args.format, shapes)
-    if args.cluster and args.format != "png":
-        raise CliError("--cluster writes PNG class maps; run --format tiff or zarr in one process")
     try:
         outputs = plan_outputs(
             args.images, args.out, (SUFFIX[args.format],), overwrite=args.overwrite,

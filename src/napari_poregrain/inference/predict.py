@@ -101,6 +101,7 @@ def predict(
             check_stop(should_stop)
             target = out if labels is None else labels[z]
             job = _SliceJob(part, plan, norm, target, None if conf is None else conf[z])
+            job.low, job.high = job.intensity()
             blend_tiles(
                 job.tile_input, (part.rows, part.width), plan, job.write, ticker, should_stop
             )
@@ -181,8 +182,12 @@ class _SliceJob:
         self.pixels = part.content()  # a view: rows above the data bar, read tile by tile
         self.rgb = part.rgb
         self.plan, self.norm = plan, norm
-        self.low, self.high = intensity_range(self.pixels, norm, part.rgb)
+        self.low = self.high = 0.0  # set by the caller: :meth:`intensity`, or a whole image's
         self.labels, self.confidence = labels, confidence
+
+    def intensity(self) -> tuple[float, float]:
+        """This slice's own (low, high) stretch."""
+        return intensity_range(self.pixels, self.norm, self.rgb)
 
     def tile_input(self, y0: int, x0: int) -> np.ndarray:
         """The normalised, padded network input of the tile starting at ``(y0, x0)``."""

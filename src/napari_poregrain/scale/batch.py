@@ -47,6 +47,18 @@ class PredictOptions:
         return kw
 
 
+@dataclass(frozen=True)
+class SplitOptions:
+    """When and how one image is split into blocks (see :mod:`.blocks`).
+
+    ``above``: images with more pixels are split (0: every one; None: none); ``block``: the
+    block side, a multiple of the zarr chunk (512).
+    """
+
+    above: int | None = None
+    block: int = 4096
+
+
 @dataclass
 class BatchReport:
     """What a batch did: outputs written (input -> output) and inputs that failed (-> why)."""
@@ -151,8 +163,10 @@ def _worker_model(path: str):
 def predict_file(image: str, out: str, model_path: str, options: PredictOptions) -> str | None:
     """Run on a worker: segment ``image`` and write its label map to ``out``.
 
-    Returns None when done, or one sentence when the input itself is unusable (not retried);
-    other errors propagate, so dask retries the task.
+    ``out`` ending in ``.tif``/``.zarr``: streamed (lazy tiles in, label blocks out, see
+    :mod:`~napari_poregrain.io.writers`); else a PNG written whole. Returns None when done, or one
+    sentence when the input itself is unusable (not retried); other errors propagate, so dask
+    retries the task.
     """
     from ..inference.predict import predict
     from ..io.images import ImageReadError, read_sample
@@ -160,12 +174,29 @@ def predict_file(image: str, out: str, model_path: str, options: PredictOptions)
 
     model = _worker_model(model_path)
     try:
+        if Path(out).suffix.lower() in STREAMED:
+            return _stream_file(image, out, model, options)
         sample = read_sample(image)
         result = predict(sample, model, **options.keywords())
     except (ImageReadError, ValueError) as exc:
         return str(exc)
     write_labels(out, result.labels)
     return None
+
+
+STREAMED = (".tif", ".tiff", ".zarr")
+"""Output suffixes written by the streaming label writers."""
+
+
+def _stream_file(image: str, out: str, model, options: PredictOptions) -> None:
+    from ..inference.predict import predict
+    from ..io.lazy import open_sample
+    from ..io.writers import open_label_writer
+
+    sample = open_sample(image, lazy=True)
+    pixels = sample.pixels if Path(out).suffix.lower() == ".zarr" else None
+    with open_label_writer(out, sample.shape, sample.pixel_size_nm, pixels) as writer:
+        predict(sample, model, out=writer, **options.keywords())
 
 
 def output_path(image: Path, out_dir: Path) -> Path:
@@ -183,35 +214,63 @@ def run_batch(
     retries: int = DEFAULT_RETRIES,
     progress: Callable[[int, int], None] | None = None,
     outputs: Sequence[Path] | None = None,
+    split: SplitOptions | None = None,
 ) -> BatchReport:
     """Predict every image on ``client``'s workers; the report names each failed input.
 
     ``outputs``: the label file of each image, as the CLI planned them (default: ``output_path``).
+    ``split``: images streamed to ``.tif``/``.zarr`` above ``split.above`` pixels are split into
+    blocks over the workers (:func:`.blocks.run_blocks`), one image after the other; the rest
+    are one task per file.
     """
     from distributed import as_completed
 
     options = options or PredictOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    futures = {}
+    futures, report = {}, BatchReport()
+    big = []
     for i, image in enumerate(images):
         out = output_path(Path(image), out_dir) if outputs is None else Path(outputs[i])
+        if _is_split(Path(image), out, split):
+            big.append((Path(image), out))
+            continue
         fut = client.submit(
             predict_file, str(image), str(out), str(Path(model_path).resolve()), options,
             key=f"poregrain-predict-{i}-{Path(image).name}", retries=retries, pure=False,
         )  # fmt: skip
         futures[fut] = (Path(image), out)
-    report = BatchReport()
-    for n, fut in enumerate(as_completed(futures), 1):
-        image, out = futures[fut]
-        problem = _outcome(fut)
-        if problem is None:
-            report.done[image] = out
-        else:
-            report.failed[image] = problem
+    for n, (image, out) in enumerate(big, 1):
+        problem = _run_split(client, image, out, model_path, options, split, retries)
+        _record(report, image, out, problem)
         if progress is not None:
-            progress(n, len(futures))
+            progress(n, len(images))
+    for n, fut in enumerate(as_completed(futures), len(big) + 1):
+        _record(report, *futures[fut], _outcome(fut))
+        if progress is not None:
+            progress(n, len(images))
     return report
+
+
+def _record(report: BatchReport, image: Path, out: Path, problem: str | None) -> None:
+    if problem is None:
+        report.done[image] = out
+    else:
+        report.failed[image] = problem
+
+
+def _is_split(image: Path, out: Path, split: SplitOptions | None) -> bool:
+    if split is None or split.above is None or out.suffix.lower() not in STREAMED:
+        return False
+    from .blocks import is_big
+
+    return is_big(image, split.above)
+
+
+def _run_split(client, image, out, model_path, options, split, retries) -> str | None:
+    from .blocks import run_blocks
+
+    return run_blocks(client, image, out, model_path, options, block=split.block, retries=retries)
 
 
 def _outcome(future) -> str | None:

@@ -393,4 +393,3 @@ def train(
 
 def _round(v: float | None, digits: int = 5) -> float | None:
     return None if v is None else round(float(v), digits)
-

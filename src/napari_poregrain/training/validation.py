@@ -135,6 +135,7 @@ def predict_regions(net: nn.Module, regions: Sequence[Region], norm, device, **o
     )
     return [t.out for t in tiles]
 
+
 def truth_class_mean(cm) -> float | None:
     """Mean IoU over the classes that have pixels in the reference (None when none has)."""
     present = cm.matrix.sum(axis=1) > 0

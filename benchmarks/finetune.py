@@ -15,7 +15,9 @@ The protocol (none of it uses the images kept for acceptance):
 * ``synthetic``: a synthetic style the model never saw (``UNSEEN``, grains darker than the
   matrix): one corrected image, a second one scored.
 
-``--flips`` scores (zero-shot and fine-tuned) with test-time flips (``inference.flips``);
+``--mix S`` also scores the fine-tuned weights interpolated towards the starting ones (S of the
+tuned, 1 - S of the start: WiSE-FT). ``--flips`` scores (zero-shot and fine-tuned) with
+test-time flips (``inference.flips``);
 ``--resample-nm NM`` resamples every image with a known pixel size to NM nm per pixel first (the
 fine-tune and the scoring then run at that scale; images without a pixel size are left as
 they are).
@@ -30,6 +32,7 @@ Goal: the fine-tuned per-class IoU at least halves the distance from zero-shot t
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -68,6 +71,7 @@ COLUMNS = [
     ("zero_shot", "zero-shot IoU m/g/p"),
     ("tuned", "fine-tuned IoU m/g/p"),
     ("halved", "halved"),
+    ("mixed", "mixed IoU m/g/p"),
 ]
 
 
@@ -87,6 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics fixed")
     p.add_argument("--flips", action="store_true", help="score with test-time flips")
     p.add_argument("--resample-nm", type=float, help="resample to this pixel size (nm) first")
+    p.add_argument("--mix", type=float, help="also score S x tuned + (1-S) x start")
     for lever in LEVERS:
         kind = int if lever in ("steps", "crop", "batch", "freeze_encoder") else float
         p.add_argument(f"--{lever.replace('_', '-')}", type=kind, help="overrides the default")
@@ -175,8 +180,24 @@ def score(
     return [v if present[c] else None for c, v in enumerate(cm.per_class_iou())]
 
 
-def fine_tune(case: Case, start: LoadedModel, cfg, device: str, flips: bool = False) -> dict:
-    """Fine-tune ``start`` on the case's correction; the scores before and after, the time."""
+def blended(start: LoadedModel, tuned: LoadedModel, share: float) -> LoadedModel:
+    """``share`` of the fine-tuned weights plus ``1 - share`` of the starting ones (every float
+    tensor, BatchNorm statistics included): weight-space interpolation (WiSE-FT)."""
+    net = copy.deepcopy(tuned.net)
+    first = start.net.state_dict()
+    mixed = {
+        k: share * v + (1 - share) * first[k].to(v.dtype) if v.is_floating_point() else v
+        for k, v in tuned.net.state_dict().items()
+    }
+    net.load_state_dict(mixed)
+    return replace(tuned, net=net.eval())
+
+
+def fine_tune(
+    case: Case, start: LoadedModel, cfg, device: str, flips: bool = False, mix: float | None = None
+) -> dict:
+    """Fine-tune ``start`` on the case's correction; the scores before and after, the time
+    (and with ``mix``, the score of the weights interpolated towards the start)."""
     before = score(start, case.scored, device, flips)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -185,6 +206,7 @@ def fine_tune(case: Case, start: LoadedModel, cfg, device: str, flips: bool = Fa
         seconds = time.perf_counter() - t0
         tuned = load_checkpoint(result.path) if result.path is not None else start
         after = score(tuned, case.scored, device, flips)
+        mixed = score(blended(start, tuned, mix), case.scored, device, flips) if mix else None
     return {
         "case": case.name,
         "seconds": round(seconds, 1),
@@ -199,6 +221,7 @@ def fine_tune(case: Case, start: LoadedModel, cfg, device: str, flips: bool = Fa
         "zero_shot": _cells(before),
         "tuned": _cells(after),
         "halved": _halved(before, after),
+        **({"mixed": _cells(mixed), "mixed_halved": _halved(before, mixed)} if mixed else {}),
     }
 
 
@@ -233,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 case.name, resampled(case.correction, args.resample_nm),
                 [resampled(s, args.resample_nm) for s in case.scored],
             )  # fmt: skip
-        rows.append(fine_tune(case, start, cfg, device, args.flips))
+        rows.append(fine_tune(case, start, cfg, device, args.flips, args.mix))
     print(describe_machine(machine_info(device)))
     print(f"start: {start_desc}; settings: {overrides or 'finetune_config() defaults'}")
     print(table(rows, COLUMNS))

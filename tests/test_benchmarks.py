@@ -110,3 +110,14 @@ def test_synthetic_image_fills_in_place_without_float_copies(bench):
     np.testing.assert_array_equal(img[:64, :64], img[:64, 64:128])
     text = common.table([{"a": 1.5, "b": None}], [("a", "A"), ("b", "B")])
     assert text.splitlines()[2].split() == ["1.5", "-"]
+
+
+def test_finetune_quick_run_scores_every_lever_column(bench, tmp_path):
+    finetune = bench("finetune")
+    argv = ["--quick", "--cases", "synthetic", "--threads", "1", "--flips", "--mix", "0.5"]
+    assert finetune.main([*argv, "--out", str(tmp_path)]) == 0
+    res = _doc(tmp_path / "finetune.quick.json")
+    [row] = res["rows"]
+    assert res["flips"] is True and row["steps"] == 2
+    for key in ("zero_shot", "tuned", "mixed"):
+        assert len(row[key].split("/")) == 3  # matrix / grain / pore

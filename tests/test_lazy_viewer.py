@@ -16,6 +16,7 @@ from napari_poregrain._widgets._iou_history import ReportJob
 from napari_poregrain._widgets._lazy import ZarrLabelPair, default_store, open_pair
 from napari_poregrain._widgets._measure_job import MeasureJob
 from napari_poregrain.analysis import blockwise
+from napari_poregrain.analysis.measure import measure
 from napari_poregrain.analysis.metrics import ConfusionMatrix, disagreement_map
 from napari_poregrain.classes import GRAIN, PORE
 from napari_poregrain.sample import Sample
@@ -173,7 +174,12 @@ def test_blockwise_measure_equals_numpy(make_napari_viewer, monkeypatch):
     assert lazy.class_pixels == eager.class_pixels
     assert lazy.excluded_pixels == eager.excluded_pixels
     assert lazy.fraction("pores") == pytest.approx(eager.fraction("pores"))
-    assert lazy.summary["objects"].startswith("not measured")
+    assert "objects" not in lazy.summary  # object tables measured too, joined across bands
+    for name, table in eager.objects.items():
+        assert len(table["label"]) > 0
+        for column, values in table.items():
+            np.testing.assert_allclose(lazy.objects[name][column], values, rtol=1e-9, atol=1e-9)
+    assert lazy.summary["pores"] == pytest.approx(eager.summary["pores"])
 
 
 def test_blockwise_confusion_and_disagreement_equal_numpy(monkeypatch):
@@ -223,8 +229,12 @@ def test_measure_dock_on_lazy_layers_shows_fractions(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: widget._task is None, timeout=60000)
     m = widget.measurement
     assert m is not None and m.class_pixels["pores"] == int(np.count_nonzero(labels == PORE))
-    assert widget.table.rowCount() > 0 and m.summary["objects"].startswith("not measured")
-    assert widget.colour_by_size() == []  # no object tables: nothing to colour, no error
+    eager = measure(Sample.of_labels(labels), min_size=int(widget._min_size.value))
+    assert widget.table.rowCount() > 0
+    assert len(m.objects["pores"]["label"]) == len(eager.objects["pores"]["label"]) > 0
+    assert "objects not measured" not in widget._status.value
+    assert widget.colour_by_size() == []  # no object-id images kept: nothing to colour, no error
+    assert "cannot be coloured by size" in widget._status.value
 
 
 def test_iou_with_a_model_on_a_lazy_image_streams_to_zarr(tiny_checkpoint, tmp_path, monkeypatch):

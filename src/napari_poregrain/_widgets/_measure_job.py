@@ -2,7 +2,8 @@
 
 A stack is measured slice by slice (objects do not cross slices) and in total: the total's
 ``summary["slices"]`` lists each slice's fractions and counts. Lazy (dask/zarr) label layers
-are measured block-wise (:mod:`..analysis.blockwise`): fractions and counts, no object tables.
+are measured block-wise (:mod:`..analysis.blockwise`): the same fractions and object tables,
+without the object-id images (no colouring by size).
 """
 
 from __future__ import annotations

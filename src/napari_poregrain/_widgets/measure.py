@@ -148,8 +148,6 @@ class MeasureWidget(TaskDock):
         draw_size_histograms(self.figure, m)
         self.canvas.draw_idle()
         counts = ", ".join(f"{len(t['label'])} {n}" for n, t in m.objects.items())
-        if m.summary.get("objects"):  # measured block-wise: area fractions, no object table
-            counts = "area fractions block-wise (objects not measured on an image this large)"
         slices = len(m.summary.get("slices", []))
         where = f" in {slices} slices" if slices else ""
         self._status.value = f"Measured {counts}{where}." + (
@@ -195,15 +193,17 @@ class MeasureWidget(TaskDock):
         added = [
             self._size_layer(m, name, table)
             for name, table in m.objects.items()
-            if len(table["label"])
+            if len(table["label"]) and name in m.object_labels
         ]
         if added:
             self.legend.draw(m)
-        self._status.value = (
-            f"Added {', '.join(ly.name for ly in added)}: dark = small, yellow = large."
-            if added
-            else "No objects to colour."
-        )
+            self._status.value = (
+                f"Added {', '.join(ly.name for ly in added)}: dark = small, yellow = large."
+            )
+        elif any(len(t["label"]) for t in m.objects.values()):  # measured block-wise
+            self._status.value = "Objects of an image this large cannot be coloured by size."
+        else:
+            self._status.value = "No objects to colour."
         return added
 
     def _size_layer(self, m: Measurement, name: str, table: dict) -> Labels:

@@ -2,8 +2,9 @@
 
 For class maps too large to hold (dask or zarr arrays, or a ``grains``/``pores`` pair read by
 :class:`PairClassMap`): every function reads :data:`ROWS` rows at a time, so memory is bounded
-by one band whatever the image's area. Per-object tables (connected components across bands)
-are not computed here: :func:`measure_blockwise` gives fractions and class counts only.
+by one band whatever the image's area. :func:`measure_blockwise` gives the same fractions,
+class counts and per-object tables as :func:`.measure.measure` (objects joined across bands by
+:mod:`.objects_blockwise`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from ..callbacks import ProgressFn, StopFn, check_stop
 from ..classes import GRAIN, IGNORE, MATRIX, PORE
 from ..sample import Sample
 from .metrics import ConfusionMatrix, disagreement_map
-from .summary import COLUMNS, OBJECT_CLASSES, Measurement, summarize
+from .objects_blockwise import BandObjects
+from .summary import Measurement, summarize
 from .units import choose_unit
 
 ROWS = 2048
@@ -93,36 +95,60 @@ def _checked_2d(sample: Sample) -> Any:
     return sample.labels
 
 
+def _check_values(band: np.ndarray) -> None:
+    bad = ~np.isin(band, (MATRIX, GRAIN, PORE, IGNORE))
+    if bad.any():
+        values = np.unique(band[bad])[:5].tolist()
+        raise ValueError(f"the class map holds values {values} outside 0, 1, 2 and 255")
+
+
+class _Counts:
+    """Pixels of each class in the usable region and pixels excluded for each reason."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("pores", "grains", "matrix"), 0)
+        self.excluded = dict.fromkeys(("data_bar", "outside_region", "ignore_255"), 0)
+
+    def add(self, sample: Sample, y0: int, band: np.ndarray) -> None:
+        """Count rows ``y0:y0+len(band)`` of the class map (``band``)."""
+        _check_values(band)
+        y1 = y0 + band.shape[0]
+        rows = y1 - y0
+        if sample.data_bar_row is not None:
+            rows = min(max(sample.data_bar_row - y0, 0), rows)
+        self.excluded["data_bar"] += (y1 - y0 - rows) * band.shape[1]
+        inside = np.zeros(band.shape, bool)
+        inside[:rows] = True
+        valid = inside if sample.valid is None else inside & np.asarray(sample.valid[y0:y1])
+        self.excluded["outside_region"] += int(np.count_nonzero(inside & ~valid))
+        self.excluded["ignore_255"] += int(np.count_nonzero(valid & (band == IGNORE)))
+        for name, cls in (("pores", PORE), ("grains", GRAIN), ("matrix", MATRIX)):
+            self.counts[name] += int(np.count_nonzero(valid & (band == cls)))
+
+
 def class_counts(
     sample: Sample, progress: ProgressFn | None = None, should_stop: StopFn | None = None
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Pixels of each class in the usable region and the pixels excluded for each reason."""
     labels = _checked_2d(sample)
-    counts = dict.fromkeys(("pores", "grains", "matrix"), 0)
-    excluded = dict.fromkeys(("data_bar", "outside_region", "ignore_255"), 0)
-    height, width = labels.shape
+    tally = _Counts()
+    height = labels.shape[0]
     total = len(range(0, height, ROWS))
     for i, (y0, y1) in enumerate(bands(height)):
         check_stop(should_stop)
-        band = np.asarray(labels[y0:y1])
-        bad = ~np.isin(band, (MATRIX, GRAIN, PORE, IGNORE))
-        if bad.any():
-            values = np.unique(band[bad])[:5].tolist()
-            raise ValueError(f"the class map holds values {values} outside 0, 1, 2 and 255")
-        rows = y1 - y0
-        if sample.data_bar_row is not None:
-            rows = min(max(sample.data_bar_row - y0, 0), rows)
-        excluded["data_bar"] += (y1 - y0 - rows) * width
-        inside = np.zeros(band.shape, bool)
-        inside[:rows] = True
-        valid = inside if sample.valid is None else inside & np.asarray(sample.valid[y0:y1])
-        excluded["outside_region"] += int(np.count_nonzero(inside & ~valid))
-        excluded["ignore_255"] += int(np.count_nonzero(valid & (band == IGNORE)))
-        for name, cls in (("pores", PORE), ("grains", GRAIN), ("matrix", MATRIX)):
-            counts[name] += int(np.count_nonzero(valid & (band == cls)))
+        tally.add(sample, y0, np.asarray(labels[y0:y1]))
         if progress is not None:
             progress(i + 1, total)
-    return counts, excluded
+    return tally.counts, tally.excluded
+
+
+def _context_band(sample: Sample, labels: Any, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``y0-1 .. y1`` of the class map and their usable mask (outside the image: 255)."""
+    lo, hi = max(y0 - 1, 0), min(y1 + 1, labels.shape[0])
+    raw = np.asarray(labels[lo:hi])
+    keep = _band_mask(sample, lo, hi, raw)
+    pad = ((1 - (y0 - lo), 1 - (hi - y1)), (0, 0))
+    return np.pad(raw, pad, constant_values=IGNORE), np.pad(keep, pad)
 
 
 def measure_blockwise(
@@ -134,35 +160,40 @@ def measure_blockwise(
     should_stop: StopFn | None = None,
     **_ignored: Any,
 ) -> Measurement:
-    """Area fractions and class counts of a Sample's (lazy) class map; no per-object tables.
+    """Area fractions, class counts and per-object tables of a Sample's (lazy) class map.
 
-    The same region rules as :func:`.measure.measure` (region, data bar, 255 out). The object
-    tables are empty (so every display and export works) and the summary's ``"objects"``
-    says they were not measured: a count of 0 there means "not measured", not "no objects".
+    The same region rules, columns and labels as :func:`.measure.measure` (region, data bar,
+    255 out; objects at least ``min_size`` pixels after joining them across bands), reading
+    :data:`ROWS` rows (plus one above and one below) at a time. No object-id images are kept
+    (``object_labels`` is empty) and the confidence map is not used.
     """
-    counts, excluded = class_counts(sample, progress, should_stop)
+    labels = _checked_2d(sample)
+    if int(min_size) < 1:
+        raise ValueError(f"min_size must be at least 1 pixel, not {min_size}")
+    tally, objects = _Counts(), BandObjects()
+    total = len(range(0, labels.shape[0], ROWS))
+    for i, (y0, y1) in enumerate(bands(labels.shape[0], ROWS)):
+        check_stop(should_stop)
+        classes, keep = _context_band(sample, labels, y0, y1)
+        tally.add(sample, y0, classes[1:-1])
+        objects.add(classes, keep, y0)
+        if progress is not None:
+            progress(i + 1, total)
     pixel_nm = None if sample.pixel_size_nm is None else float(sample.pixel_size_nm)
     result = Measurement(
         unit=choose_unit(pixel_nm, unit),
         pixel_size_nm=pixel_nm,
         min_size_px=int(min_size),
-        region_pixels=sum(counts.values()),
-        class_pixels=counts,
-        excluded_pixels=excluded,
-        objects={name: _empty_table() for name in OBJECT_CLASSES},
+        region_pixels=sum(tally.counts.values()),
+        class_pixels=tally.counts,
+        excluded_pixels=tally.excluded,
+        objects={},
         object_labels={},
         source=sample.name,
     )
+    result.objects = objects.tables(int(min_size), result.scale)
     result.summary = summarize(result)
-    result.summary["objects"] = "not measured (image measured block-wise)"
     return result
-
-
-def _empty_table() -> dict[str, np.ndarray]:
-    flags = ("touches_grain", "touches_edge")
-    return {c: np.zeros(0, bool if c in flags else float) for c in COLUMNS} | {
-        "label": np.zeros(0, np.int32)
-    }
 
 
 def confusion_blockwise(

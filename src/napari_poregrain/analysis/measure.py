@@ -45,6 +45,7 @@ from .export import (
     write_summary_csv,
     write_summary_json,
 )
+from .objects_blockwise import PROPS, object_table
 from .summary import (
     COLUMNS,
     OBJECT_CLASSES,
@@ -64,7 +65,6 @@ from .units import (
     choose_unit,
     column_name,
     parse_pixel_size,
-    scale_factor,
 )
 
 __all__ = [
@@ -105,14 +105,6 @@ DEFAULT_MIN_SIZE = 4
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 """Pixels whose top-class probability is below this count as low-confidence."""
 
-# column -> regionprops property (values in pixel units; scaled by units.scale_factor)
-_PROPS = {
-    "area": "area",
-    "equivalent_diameter": "equivalent_diameter_area",
-    "perimeter": "perimeter_crofton",
-    "major_axis": "axis_major_length",
-    "minor_axis": "axis_minor_length",
-}
 _STRUCT = np.ones((3, 3), bool)
 
 
@@ -261,30 +253,15 @@ def _objects(
     """Per-object columns of one class (scaled) and its object-id image."""
     ids = label_components(mask, connectivity=2).astype(np.int32, copy=False)
     props = regionprops_table(
-        ids, properties=("label", "centroid", *_PROPS.values(), "orientation")
+        ids, properties=("label", "centroid", *PROPS.values(), "orientation")
     )
     keep = props["area"] >= min_size
     lab = props["label"][keep].astype(np.int32)
     kept = np.zeros(int(ids.max()) + 1, bool)
     kept[lab] = True
     ids[~kept[ids]] = 0
-    table: dict[str, np.ndarray] = {
-        "label": lab,
-        "centroid_row_px": props["centroid-0"][keep],
-        "centroid_col_px": props["centroid-1"][keep],
-    }
-    for column, prop in _PROPS.items():
-        table[column] = props[prop][keep].astype(float) * scale_factor(column, scale)
-    major, minor = table["major_axis"], table["minor_axis"]
-    table["aspect_ratio"] = np.divide(minor, major, out=np.ones_like(major), where=major > 0)
-    angle = np.degrees(props["orientation"][keep]) + 90.0  # skimage: from the row axis
-    table["orientation_deg"] = np.where(angle > 90.0, angle - 180.0, angle)
-    table["touches_edge"] = np.isin(lab, ids[edge])
-    if name == "pores":
-        table["touches_grain"] = np.isin(lab, ids[near_grain])
-    else:
-        table["touches_grain"] = np.zeros(len(lab), bool)
-    return {c: table[c] for c in COLUMNS}, ids
+    grain = np.isin(lab, ids[near_grain]) if name == "pores" else np.zeros(len(lab), bool)
+    return object_table(props, keep, scale, np.isin(lab, ids[edge]), grain), ids
 
 
 def low_confidence_fraction(

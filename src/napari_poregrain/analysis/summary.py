@@ -163,8 +163,8 @@ def summary_rows(m: Measurement) -> list[tuple[str, str]]:
     ]
     for name in OBJECT_CLASSES:
         st = s.get(name)
-        if st is None or s.get("objects"):  # a huge image measured block-wise: fractions only
-            rows.append((f"{name}: objects", "not measured (image measured block-wise)"))
+        if st is None:
+            rows.append((f"{name}: objects", "not measured"))
             continue
         rows.append((f"{name}: count", f"{st['count']:,}"))
         for key, label in _STAT_LABELS:

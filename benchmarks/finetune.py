@@ -15,9 +15,9 @@ The protocol (none of it uses the images kept for acceptance):
 * ``synthetic``: a synthetic style the model never saw (``UNSEEN``, grains darker than the
   matrix): one corrected image, a second one scored.
 
-``--mix S`` also scores the fine-tuned weights interpolated towards the starting ones (S of the
-tuned, 1 - S of the start: WiSE-FT). ``--flips`` scores (zero-shot and fine-tuned) with
-test-time flips (``inference.flips``);
+``--also-mix S`` also scores the saved weights interpolated towards the starting ones (S of the
+saved, 1 - S of the start, after the run; ``--mix`` is the Trainer's own setting).
+``--flips`` scores (zero-shot and fine-tuned) with test-time flips (``inference.flips``);
 ``--resample-nm NM`` resamples every image with a known pixel size to NM nm per pixel first (the
 fine-tune and the scoring then run at that scale; images without a pixel size are left as
 they are).
@@ -63,7 +63,17 @@ from napari_poregrain.training.recipe import unlabelled_pores
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UNSEEN = restyle(SHIFTED, matrix=0.62, grain=0.40, pore=0.08, rim=0.0, noise=0.11, blur=1.6)
 """A style unlike any the default model was trained on: grains darker than the matrix."""
-LEVERS = ("steps", "crop", "batch", "lr", "focus", "focus_weight", "encoder_lr", "freeze_encoder")
+LEVERS = (
+    "steps",
+    "crop",
+    "batch",
+    "lr",
+    "focus",
+    "focus_weight",
+    "encoder_lr",
+    "freeze_encoder",
+    "mix",
+)
 COLUMNS = [
     ("case", "case"),
     ("seconds", "time s"),
@@ -90,8 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label", help="suffix of the results file (a lever's name)")
     p.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics fixed")
     p.add_argument("--flips", action="store_true", help="score with test-time flips")
+    p.add_argument("--fp32", action="store_true", help="train in fp32 (no bf16 autocast)")
     p.add_argument("--resample-nm", type=float, help="resample to this pixel size (nm) first")
-    p.add_argument("--mix", type=float, help="also score S x tuned + (1-S) x start")
+    p.add_argument("--also-mix", type=float, help="also score S x saved + (1-S) x start")
     for lever in LEVERS:
         kind = int if lever in ("steps", "crop", "batch", "freeze_encoder") else float
         p.add_argument(f"--{lever.replace('_', '-')}", type=kind, help="overrides the default")
@@ -242,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: getattr(args, k) for k in LEVERS if getattr(args, k) is not None}
     if args.quick:
         overrides = {"steps": 2, "crop": 64, "batch": 2, **overrides}
-    cfg = finetune_config(device=device, freeze_bn=args.freeze_bn, **overrides)
+    cfg = finetune_config(device=device, freeze_bn=args.freeze_bn, amp=not args.fp32, **overrides)
     start, start_desc = load_model(args.model)
     builders = {"zeiss": zeiss_case, "duvernay": duvernay_case, "synthetic": synthetic_case}
     rows, skipped = [], []
@@ -256,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 case.name, resampled(case.correction, args.resample_nm),
                 [resampled(s, args.resample_nm) for s in case.scored],
             )  # fmt: skip
-        rows.append(fine_tune(case, start, cfg, device, args.flips, args.mix))
+        rows.append(fine_tune(case, start, cfg, device, args.flips, args.also_mix))
     print(describe_machine(machine_info(device)))
     print(f"start: {start_desc}; settings: {overrides or 'finetune_config() defaults'}")
     print(table(rows, COLUMNS))

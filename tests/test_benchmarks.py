@@ -114,7 +114,7 @@ def test_synthetic_image_fills_in_place_without_float_copies(bench):
 
 def test_finetune_quick_run_scores_every_lever_column(bench, tmp_path):
     finetune = bench("finetune")
-    argv = ["--quick", "--cases", "synthetic", "--threads", "1", "--flips", "--mix", "0.5"]
+    argv = ["--quick", "--cases", "synthetic", "--threads", "1", "--flips", "--also-mix", "0.5"]
     assert finetune.main([*argv, "--out", str(tmp_path)]) == 0
     res = _doc(tmp_path / "finetune.quick.json")
     [row] = res["rows"]

@@ -12,7 +12,7 @@ ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # TrainConfig fields settable from the command line: option dest -> field name.
 _SAME = "steps epochs steps_per_epoch crop batch lr weight_decay warmup device seed val_fraction"
-_LEVERS = "focus focus_weight encoder_lr freeze_encoder"
+_LEVERS = "focus focus_weight encoder_lr freeze_encoder mix"
 CONFIG_OPTIONS = {
     n: n for n in f"{_SAME} {_LEVERS} patience scale_range class_balance freeze_bn".split()
 }
@@ -121,6 +121,12 @@ _SCHEDULE = (  # (option, type, help) of the plain numeric options, in --help or
         "--freeze-encoder",
         non_negative_int,
         "steps at the start during which the model's first part is left unchanged",
+    ),
+    (
+        "--mix",
+        share_type,
+        "when starting from a model: share of the learnt change kept in the saved model, the "
+        "rest stays the starting model's (default 0.5: forgets less of what it knew; 1: all)",
     ),
 )
 

@@ -75,6 +75,9 @@ class TrainConfig:
     """The encoder's learning rate as a fraction of ``lr`` (decoder and head get ``lr``)."""
     freeze_encoder: int = 0
     """Fine-tuning: steps at the start during which the encoder's weights are not updated."""
+    mix: float = 1.0
+    """Fine-tuning: share of the fine-tuned weights in the model validated and saved; the rest
+    is the starting model's (weight-space interpolation, :mod:`.averaging`). 1: off."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first unusable setting."""
@@ -125,6 +128,8 @@ class TrainConfig:
             return f"the corrected-pixel loss weight must be positive, not {self.focus_weight}"
         if not 0 <= self.encoder_lr <= 1:
             return f"the encoder's learning-rate fraction must be in [0, 1], not {self.encoder_lr}"
+        if not 0 < self.mix <= 1:
+            return f"the fine-tuned share of the weights (mix) must be in (0, 1], not {self.mix}"
         if self.freeze_encoder < 0:
             return f"freeze_encoder must be >= 0 steps, not {self.freeze_encoder}"
         return None

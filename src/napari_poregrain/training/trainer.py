@@ -33,6 +33,7 @@ from ..inference.device import autocast, resolve_device, resolve_precision
 from ..model import LoadedModel, build_model, save_checkpoint
 from ..preprocess import Normalization
 from ..sample import Sample
+from .averaging import WeightMix
 from .config import (
     DEFAULT_STEPS,
     MAX_BAD_STEPS,
@@ -134,6 +135,7 @@ class Trainer:
         init = self.init
         net = copy.deepcopy(init.net) if init is not None else build_model(cfg.encoder, cfg.refine)
         net = net.to(device).train()
+        self.mixer = WeightMix(init.net if init is not None else None, cfg.mix)
         if cfg.freeze_bn:
             freeze_batchnorm(net)
         if device.type == "cuda":
@@ -297,8 +299,8 @@ class Trainer:
     def _score(self) -> tuple[list[float | None], float | None, float]:
         """Per-class IoU, mean IoU and loss on the validation regions (sets ``metrics``)."""
         cm, val_loss = evaluate_regions(
-            self.kept, self.val_regions, self.norm, self.device, dtype=self.dtype,
-            tile=self.config.eval_tile, should_stop=self.stop_requested,
+            self.mixer.of(self.kept, self.step), self.val_regions, self.norm, self.device,
+            dtype=self.dtype, tile=self.config.eval_tile, should_stop=self.stop_requested,
         )  # fmt: skip
         iou, miou = cm.per_class_iou(), cm.mean_iou()
         self.selection_score = truth_class_mean(cm)
@@ -343,7 +345,7 @@ class Trainer:
             **self.extra,
         }
         # save_checkpoint copies the tensors to the CPU; the file is this run's own
-        model = LoadedModel(self.kept, self.meta)
+        model = LoadedModel(self.mixer.of(self.kept, self.step), self.meta)
         # the first save claims the name atomically: a concurrent run that took it meanwhile
         # leaves this one a free name (``<stem>-2``), reported in the result
         path = save_checkpoint(

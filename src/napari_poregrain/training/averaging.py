@@ -1,0 +1,52 @@
+"""Weight-space interpolation of a fine-tuned model towards its starting model (WiSE-FT).
+
+A fine-tune on one corrected image fits that image and forgets some of what the starting model
+knew. Keeping a share ``mix`` of the fine-tuned weights and ``1 - mix`` of the starting ones
+(every floating-point parameter and buffer, BatchNorm statistics included) keeps most of the gain
+on the correction and loses less elsewhere (Wortsman et al., "Robust fine-tuning of zero-shot
+models", 2022). Measured here in ``benchmarks/finetune.py`` (README, Performance).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def interpolate(start: dict[str, torch.Tensor], tuned: nn.Module, mix: float) -> nn.Module:
+    """A copy of ``tuned`` whose floating-point tensors are ``mix * tuned + (1 - mix) * start``.
+
+    ``start`` is the starting model's ``state_dict`` (same keys); integer buffers (BatchNorm's
+    batch counters) are the tuned model's.
+    """
+    out = copy.deepcopy(tuned)
+    state = out.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            if value.is_floating_point():
+                first = start[key].to(device=value.device, dtype=value.dtype)
+                value.mul_(mix).add_(first, alpha=1.0 - mix)
+    return out
+
+
+class WeightMix:
+    """The weights a fine-tune validates and saves: the kept ones, or with ``mix`` < 1 that share
+    of them plus the rest of the starting model's (rebuilt once per step asked for)."""
+
+    def __init__(self, start: nn.Module | None, mix: float) -> None:
+        self.mix = mix
+        self.start = None
+        if start is not None and mix < 1:
+            self.start = {k: v.detach().clone() for k, v in start.state_dict().items()}
+        self._step: int | None = None
+        self._model: nn.Module | None = None
+
+    def of(self, kept: nn.Module, step: int) -> nn.Module:
+        """``kept`` itself (no starting model, ``mix`` 1, or step 0), else the interpolation."""
+        if self.start is None or step == 0:
+            return kept
+        if self._step != step:
+            self._model, self._step = interpolate(self.start, kept, self.mix), step
+        return self._model

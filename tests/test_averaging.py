@@ -42,10 +42,12 @@ def _fit(tiny_model, tmp_path, mix):
 def test_a_mixed_fine_tune_saves_the_interpolation_of_the_same_run(tiny_model, tmp_path):
     full, half = _fit(tiny_model, tmp_path, 1.0), _fit(tiny_model, tmp_path, 0.5)
     assert full.path is not None and half.path is not None, (full.message, half.message)
+    assert full.best_epoch == half.best_epoch  # the epoch is chosen on the fine-tuned weights
     start = tiny_model.net.state_dict()
     tuned = load_checkpoint(full.path).net.state_dict()
     mixed = load_checkpoint(half.path)
     assert mixed.meta.provenance["recipe"]["mix"] == 0.5
+    assert any("saved 0.5 of the learnt change" in n for n in half.notes), half.notes
     for key, value in mixed.net.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, 0.5 * tuned[key] + 0.5 * start[key])

@@ -1,6 +1,7 @@
 """Training and fine-tuning: the recipe (:mod:`.config`), data and crops (:mod:`.data`), the loss
 (:mod:`.loss`), validation (:mod:`.validation`), the :class:`Trainer` and training recipes."""
 
+from .arrays import train
 from .config import (
     TrainConfig,
     TrainEvent,
@@ -9,7 +10,7 @@ from .config import (
     load_training_log,
     log_path_for,
 )
-from .trainer import Trainer, train
+from .trainer import Trainer
 
 __all__ = [
     "TrainConfig",

@@ -42,6 +42,9 @@ class WeightMix:
             self.start = {k: v.detach().clone() for k, v in start.state_dict().items()}
         self._step: int | None = None
         self._model: nn.Module | None = None
+        self.saved: nn.Module | None = None  # the interpolation last saved
+        self.tuned: dict[str, torch.Tensor] | None = None  # the fine-tuned weights behind it
+        self.baseline: float | None = None  # the starting model's validation score
 
     def of(self, kept: nn.Module, step: int) -> nn.Module:
         """``kept`` itself (no starting model, ``mix`` 1, or step 0), else the interpolation."""
@@ -50,3 +53,32 @@ class WeightMix:
         if self._step != step:
             self._model, self._step = interpolate(self.start, kept, self.mix), step
         return self._model
+
+    def for_saving(self, kept: nn.Module, step: int) -> nn.Module:
+        """The weights to save at ``step`` (see :meth:`of`); an interpolation is remembered with
+        a copy of the fine-tuned weights it was made from."""
+        model = self.of(kept, step)
+        if model is not kept:
+            self.saved = model
+            self.tuned = {k: v.detach().clone() for k, v in kept.state_dict().items()}
+        return model
+
+    def settle(self, trainer) -> None:
+        """At the end of a run: score the saved interpolation on the validation pixels. The
+        epoch was chosen on the fine-tuned weights; if their interpolation is no better than the
+        starting model, those fine-tuned weights are saved instead (a fine-tune ends in a better
+        model or in none). Either way the run's notes say which was saved and its score."""
+        if self.saved is None or not trainer.val_regions:
+            return
+        _, miou, _ = trainer._score(self.saved)
+        score = trainer.selection_score
+        share = f"{self.mix:g} of the learnt change"
+        if score is not None and (self.baseline is None or score > self.baseline):
+            trainer.result.notes.append(f"saved {share} (validation mean IoU {miou:.3f})")
+            return
+        net = copy.deepcopy(self.saved)
+        net.load_state_dict(self.tuned)
+        trainer.save_best(net)
+        trainer.result.notes.append(
+            f"{share} scored no better than the starting model; saved the whole change"
+        )

@@ -108,10 +108,10 @@ class DistributedTrainer(Trainer):
         self.since_best = int(state[0])
         return bool(state[1])
 
-    def save_best(self):
+    def save_best(self, net=None):
         if not self.env.is_main:  # pragma: no cover - validate() runs on rank 0 only
             return None
-        return super().save_best()
+        return super().save_best(net)
 
     def _conclude(self) -> None:
         if self.env.is_main:  # the others must not remove rank 0's log as "not saved here"

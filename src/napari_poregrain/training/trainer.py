@@ -46,7 +46,7 @@ from .config import (
     outcome_message,
     write_training_log,
 )
-from .data import CropSampler, prepare_data, samples_from_pairs
+from .data import CropSampler, prepare_data
 from .focus import corrected_map
 from .guards import check_output, deterministic
 from .loss import SegmentationLoss, adamw, encoder_parameters, freeze_batchnorm, lr_factor
@@ -198,6 +198,7 @@ class Trainer:
                 if self.init is not None and self.val_regions:
                     self.validate()  # epoch 0: the starting model is the first candidate
                 self._epochs()
+                self.mixer.settle(self)
             except Cancelled:
                 self.result.cancelled = True
         self.result.seconds = time.perf_counter() - self._start
@@ -281,6 +282,7 @@ class Trainer:
         best = self._improved(miou)
         if self.epoch == 0:  # the starting model: the score to beat, never saved as a new one
             self.baseline, best = miou, False
+            self.mixer.baseline = self.selection_score
         row.update(val_loss=_round(val_loss))
         for name, v in zip(CLASS_NAMES, iou or [None] * N_CLASSES, strict=True):
             row[f"val_iou_{name}"] = _round(v)
@@ -296,10 +298,12 @@ class Trainer:
         self._emit(event)
         return best
 
-    def _score(self) -> tuple[list[float | None], float | None, float]:
+    def _score(
+        self, net: nn.Module | None = None
+    ) -> tuple[list[float | None], float | None, float]:
         """Per-class IoU, mean IoU and loss on the validation regions (sets ``metrics``)."""
         cm, val_loss = evaluate_regions(
-            self.mixer.of(self.kept, self.step), self.val_regions, self.norm, self.device,
+            net or self.kept, self.val_regions, self.norm, self.device,
             dtype=self.dtype, tile=self.config.eval_tile, should_stop=self.stop_requested,
         )  # fmt: skip
         iou, miou = cm.per_class_iou(), cm.mean_iou()
@@ -331,8 +335,9 @@ class Trainer:
             self.since_best += 1
         return False
 
-    def save_best(self) -> Path:
-        """Write the kept weights to ``out_path`` with the provenance of this epoch."""
+    def save_best(self, net: nn.Module | None = None) -> Path:
+        """Write the kept weights (with ``mix``: their interpolation towards the start; or
+        ``net``) to ``out_path`` with the provenance of this epoch."""
         self.meta.provenance = {
             "kind": "fine-tune" if self.init is not None else "scratch",
             "parent": self.parent,
@@ -345,7 +350,7 @@ class Trainer:
             **self.extra,
         }
         # save_checkpoint copies the tensors to the CPU; the file is this run's own
-        model = LoadedModel(self.mixer.of(self.kept, self.step), self.meta)
+        model = LoadedModel(net or self.mixer.for_saving(self.kept, self.step), self.meta)
         # the first save claims the name atomically: a concurrent run that took it meanwhile
         # leaves this one a free name (``<stem>-2``), reported in the result
         path = save_checkpoint(
@@ -363,30 +368,6 @@ class Trainer:
     def _emit(self, event: TrainEvent) -> None:
         if self.progress is not None:
             self.progress(event)
-
-
-def train(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-    config: TrainConfig | None = None,
-    init: LoadedModel | None = None,
-    out_path: str | Path = "model.safetensors",
-    *,
-    val_pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-    names: Sequence[str] | None = None,
-    val_names: Sequence[str] | None = None,
-    **options,
-) -> TrainResult:
-    """:class:`Trainer` on (image, labels) arrays: wraps them in Samples and fits.
-
-    The arrays hold only usable rows (no data bar). ``options`` are the Trainer's keywords
-    (``progress``, ``should_stop``, ``name``, ``half``, ``provenance``). The config and the
-    output are checked first, as the Trainer does, so errors come in the same order.
-    """
-    (config or TrainConfig()).validate()
-    check_output(out_path, init)
-    samples = samples_from_pairs(pairs, names)
-    val = samples_from_pairs(val_pairs, val_names, "validation image") if val_pairs else None
-    return Trainer(samples, config, init, out_path, val_samples=val, **options).fit()
 
 
 # ---------------------------------------------------------------------------------------------

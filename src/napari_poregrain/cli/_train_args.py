@@ -126,7 +126,7 @@ _SCHEDULE = (  # (option, type, help) of the plain numeric options, in --help or
         "--mix",
         share_type,
         "when starting from a model: share of the learnt change kept in the saved model, the "
-        "rest stays the starting model's (default 0.5: forgets less of what it knew; 1: all)",
+        "rest stays the starting model's (default 0.7: forgets less of what it knew; 1: all)",
     ),
 )
 

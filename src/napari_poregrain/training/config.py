@@ -135,7 +135,7 @@ class TrainConfig:
         return None
 
 
-FINETUNE_DEFAULTS: dict = {"steps": 120, "lr": 1e-3, "crop": 256, "batch": 4}
+FINETUNE_DEFAULTS: dict = {"steps": 120, "lr": 1e-3, "crop": 256, "batch": 4, "mix": 0.7}
 """The default fine-tune settings (one corrected image, about 2 CPU minutes); see
 ``benchmarks/finetune.py`` for how they were chosen."""
 

@@ -28,15 +28,17 @@ def test_interpolate_mixes_every_float_tensor_and_keeps_counters(tiny_model):
     assert WeightMix(start, 0.5).of(tuned, 0) is tuned  # step 0: the starting model itself
 
 
-def _fit(tiny_model, tmp_path, mix):
+def _trainer(tiny_model, tmp_path, mix):
     image, labels = make_sample((160, 160), seed=11, style=SHIFTED)
     cfg = finetune_config(
         steps=12, steps_per_epoch=12, crop=64, batch=2, amp=False, mix=mix, device="cpu"
     )
-    trainer = Trainer(
-        [Sample(image, labels=labels)], cfg, tiny_model, tmp_path / f"m{mix}.safetensors"
-    )
-    return trainer.fit()
+    sample = Sample(image, labels=labels)
+    return Trainer([sample], cfg, tiny_model, tmp_path / f"m{mix}.safetensors")
+
+
+def _fit(tiny_model, tmp_path, mix):
+    return _trainer(tiny_model, tmp_path, mix).fit()
 
 
 def test_a_mixed_fine_tune_saves_the_interpolation_of_the_same_run(tiny_model, tmp_path):
@@ -51,3 +53,19 @@ def test_a_mixed_fine_tune_saves_the_interpolation_of_the_same_run(tiny_model, t
     for key, value in mixed.net.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, 0.5 * tuned[key] + 0.5 * start[key])
+
+
+def test_an_interpolation_no_better_than_the_start_gives_way_to_the_whole_change(
+    tiny_model, tmp_path
+):
+    full = _fit(tiny_model, tmp_path, 1.0)
+    trainer = _trainer(tiny_model, tmp_path, 0.5)
+    trainer.fit()
+    trainer.mixer.baseline = 1.0  # as if the starting model had scored perfectly
+    trainer.mixer.settle(trainer)
+    assert "saved the whole change" in trainer.result.notes[-1]
+    saved = load_checkpoint(trainer.result.path)
+    assert saved.meta.provenance["epoch"] == full.best_epoch  # the chosen epoch, not the last
+    tuned = load_checkpoint(full.path).net.state_dict()
+    for key, value in saved.net.state_dict().items():
+        torch.testing.assert_close(value, tuned[key])

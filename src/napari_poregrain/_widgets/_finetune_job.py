@@ -168,7 +168,8 @@ def result_text(result) -> str:
     m = result.best_metrics
     score = "" if not m or m["mean_iou"] is None else f", validation mean IoU {m['mean_iou']:.3f}"
     how = "Cancelled; kept" if result.cancelled else "Saved"
+    mixed = "".join(f" ({n})" for n in result.notes if "learnt change" in n)
     return (
-        f"{how} {result.path.stem} (epoch {result.best_epoch}{score}); "
+        f"{how} {result.path.stem} (epoch {result.best_epoch}{score}){mixed}; "
         "it is selected in the segmentation widget."
     )

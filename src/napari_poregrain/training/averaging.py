@@ -70,6 +70,8 @@ class WeightMix:
         model or in none). Either way the run's notes say which was saved and its score."""
         if self.saved is None or not trainer.val_regions:
             return
+        result = trainer.result
+        chosen = next(r for r in trainer.history if r["epoch"] == result.best_epoch)
         _, miou, _ = trainer._score(self.saved)
         score = trainer.selection_score
         share = f"{self.mix:g} of the learnt change"
@@ -78,6 +80,12 @@ class WeightMix:
             return
         net = copy.deepcopy(self.saved)
         net.load_state_dict(self.tuned)
+        # the file records the chosen epoch, not the last
+        trainer.epoch, trainer.step, trainer.metrics = (
+            chosen["epoch"],
+            chosen["step"],
+            result.best_metrics,
+        )
         trainer.save_best(net)
         trainer.result.notes.append(
             f"{share} scored no better than the starting model; saved the whole change"

@@ -303,7 +303,7 @@ class Trainer:
     ) -> tuple[list[float | None], float | None, float]:
         """Per-class IoU, mean IoU and loss on the validation regions (sets ``metrics``)."""
         cm, val_loss = evaluate_regions(
-            net or self.kept, self.val_regions, self.norm, self.device,
+            self.kept if net is None else net, self.val_regions, self.norm, self.device,
             dtype=self.dtype, tile=self.config.eval_tile, should_stop=self.stop_requested,
         )  # fmt: skip
         iou, miou = cm.per_class_iou(), cm.mean_iou()
@@ -350,7 +350,8 @@ class Trainer:
             **self.extra,
         }
         # save_checkpoint copies the tensors to the CPU; the file is this run's own
-        model = LoadedModel(net or self.mixer.for_saving(self.kept, self.step), self.meta)
+        net = self.mixer.for_saving(self.kept, self.step) if net is None else net
+        model = LoadedModel(net, self.meta)
         # the first save claims the name atomically: a concurrent run that took it meanwhile
         # leaves this one a free name (``<stem>-2``), reported in the result
         path = save_checkpoint(

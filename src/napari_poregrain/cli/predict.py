@@ -139,20 +139,17 @@ def resolve_format(fmt: str, shapes) -> str:
 
 def _stream(path: Path, target: Path, model, args: argparse.Namespace):
     """Lazy tiles in, label blocks out to ``target``; None or (one-sentence error, fatal)."""
+    from ..inference.predict import predict_to_file
     from ..io.lazy import open_sample
     from ..io.outputs import is_fatal, save_error
-    from ..io.writers import open_label_writer
 
     sample = open_sample(path, lazy=True)
-    image = sample.pixels if args.format == "zarr" else None
     try:
-        with (
-            TileBar(path.name) as bar,
-            open_label_writer(target, sample.shape, sample.pixel_size_nm, image) as out,
-        ):
-            predict(
-                sample, model, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
-                device=args.device, precision=args.precision, progress=bar.update_to, out=out,
+        with TileBar(path.name) as bar:
+            predict_to_file(
+                sample, target, model, tile=args.tile, overlap=args.overlap,
+                batch_size=args.batch, device=args.device, precision=args.precision,
+                progress=bar.update_to,
             )  # fmt: skip
     except OSError as exc:
         return save_error(target, exc), is_fatal(exc)

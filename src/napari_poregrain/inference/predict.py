@@ -101,7 +101,6 @@ def predict(
             check_stop(should_stop)
             target = out if labels is None else labels[z]
             job = _SliceJob(part, plan, norm, target, None if conf is None else conf[z])
-            job.low, job.high = job.intensity()
             blend_tiles(
                 job.tile_input, (part.rows, part.width), plan, job.write, ticker, should_stop
             )
@@ -110,6 +109,19 @@ def predict(
     if not sample.is_stack:
         return Prediction(labels[0], None if conf is None else conf[0])
     return Prediction(labels, conf)
+
+
+def predict_to_file(sample: Sample, target, model: LoadedModel, **options) -> None:
+    """Stream ``sample``'s classes into the label file ``target`` (``.tif``/``.tiff``, or
+    ``.zarr``: an OME-Zarr that also holds the image), block by block, so memory does not grow
+    with the image; ``options`` are :func:`predict`'s. A failed write removes the partial file."""
+    from pathlib import Path
+
+    from ..io.writers import open_label_writer
+
+    image = sample.pixels if Path(target).suffix.lower() == ".zarr" else None
+    with open_label_writer(target, sample.shape, sample.pixel_size_nm, image) as out:
+        predict(sample, model, out=out, **options)
 
 
 def as_sample(image: Sample | Any, content_rows: int | None = None) -> Sample:
@@ -178,16 +190,16 @@ class _SliceJob:
         norm: Normalization,
         labels: np.ndarray | LabelSink,
         confidence: np.ndarray | None,
+        intensity: tuple[float, float] | None = None,
     ) -> None:
         self.pixels = part.content()  # a view: rows above the data bar, read tile by tile
         self.rgb = part.rgb
         self.plan, self.norm = plan, norm
-        self.low = self.high = 0.0  # set by the caller: :meth:`intensity`, or a whole image's
+        # the slice's own (low, high) stretch, unless a whole image's is given (scale.blocks)
+        if intensity is None:
+            intensity = intensity_range(self.pixels, norm, part.rgb)
+        self.low, self.high = intensity
         self.labels, self.confidence = labels, confidence
-
-    def intensity(self) -> tuple[float, float]:
-        """This slice's own (low, high) stretch."""
-        return intensity_range(self.pixels, self.norm, self.rgb)
 
     def tile_input(self, y0: int, x0: int) -> np.ndarray:
         """The normalised, padded network input of the tile starting at ``(y0, x0)``."""

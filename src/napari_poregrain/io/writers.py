@@ -323,6 +323,10 @@ def _claim_folder(tmp: Path, path: Path) -> None:
         _remove(old)
 
 
+STREAMED_SUFFIXES = (".tif", ".tiff", ".zarr")
+"""Label-file suffixes the streaming writers handle (:func:`open_label_writer`)."""
+
+
 def open_label_writer(
     path: str | os.PathLike,
     shape: tuple[int, int],

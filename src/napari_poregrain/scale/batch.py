@@ -23,6 +23,8 @@ from pathlib import Path
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a scheduler to answer."""
 DEFAULT_RETRIES = 2
+DEFAULT_BLOCK = 4096
+"""Side in pixels of the blocks of a split image: a multiple of the output's zarr chunk (512)."""
 
 
 class ClusterError(RuntimeError):
@@ -56,7 +58,7 @@ class SplitOptions:
     """
 
     above: int | None = None
-    block: int = 4096
+    block: int = DEFAULT_BLOCK
 
 
 @dataclass
@@ -168,35 +170,23 @@ def predict_file(image: str, out: str, model_path: str, options: PredictOptions)
     sentence when the input itself is unusable (not retried); other errors propagate, so dask
     retries the task.
     """
-    from ..inference.predict import predict
+    from ..inference.predict import predict, predict_to_file
     from ..io.images import ImageReadError, read_sample
     from ..io.labels import write_labels
+    from ..io.lazy import open_sample
+    from ..io.writers import STREAMED_SUFFIXES
 
     model = _worker_model(model_path)
     try:
-        if Path(out).suffix.lower() in STREAMED:
-            return _stream_file(image, out, model, options)
+        if Path(out).suffix.lower() in STREAMED_SUFFIXES:
+            predict_to_file(open_sample(image, lazy=True), out, model, **options.keywords())
+            return None
         sample = read_sample(image)
         result = predict(sample, model, **options.keywords())
     except (ImageReadError, ValueError) as exc:
         return str(exc)
     write_labels(out, result.labels)
     return None
-
-
-STREAMED = (".tif", ".tiff", ".zarr")
-"""Output suffixes written by the streaming label writers."""
-
-
-def _stream_file(image: str, out: str, model, options: PredictOptions) -> None:
-    from ..inference.predict import predict
-    from ..io.lazy import open_sample
-    from ..io.writers import open_label_writer
-
-    sample = open_sample(image, lazy=True)
-    pixels = sample.pixels if Path(out).suffix.lower() == ".zarr" else None
-    with open_label_writer(out, sample.shape, sample.pixel_size_nm, pixels) as writer:
-        predict(sample, model, out=writer, **options.keywords())
 
 
 def output_path(image: Path, out_dir: Path) -> Path:
@@ -260,7 +250,9 @@ def _record(report: BatchReport, image: Path, out: Path, problem: str | None) ->
 
 
 def _is_split(image: Path, out: Path, split: SplitOptions | None) -> bool:
-    if split is None or split.above is None or out.suffix.lower() not in STREAMED:
+    from ..io.writers import STREAMED_SUFFIXES
+
+    if split is None or split.above is None or out.suffix.lower() not in STREAMED_SUFFIXES:
         return False
     from .blocks import is_big
 

@@ -27,10 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..io.writers import ZARR_CHUNK, LabelWriterError, OmeZarrLabelWriter, TiffLabelWriter
-from .batch import PredictOptions, _outcome, _worker_model
-
-DEFAULT_BLOCK = 4096
-"""Block side in pixels: a multiple of the output's zarr chunk (512)."""
+from .batch import DEFAULT_BLOCK, PredictOptions, _outcome, _worker_model
 
 
 class Block(NamedTuple):
@@ -144,8 +141,7 @@ def _classes(window: np.ndarray, rgb: bool, plan, norm, intensity) -> np.ndarray
 
     part = Sample.from_array(window, rgb=rgb)
     out = np.zeros(part.shape, np.uint8)
-    job = _SliceJob(part, plan, norm, out, None)
-    job.low, job.high = intensity
+    job = _SliceJob(part, plan, norm, out, None, intensity)
     blend_tiles(job.tile_input, part.shape, plan, job.write)
     return out
 

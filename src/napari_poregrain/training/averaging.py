@@ -32,16 +32,14 @@ def interpolate(start: dict[str, torch.Tensor], tuned: nn.Module, mix: float) ->
 
 
 class WeightMix:
-    """The weights a fine-tune validates and saves: the kept ones, or with ``mix`` < 1 that share
-    of them plus the rest of the starting model's (rebuilt once per step asked for)."""
+    """The weights a fine-tune saves: the kept ones, or with ``mix`` < 1 that share of them plus
+    the rest of the starting model's; :meth:`settle` checks the saved ones at the end."""
 
     def __init__(self, start: nn.Module | None, mix: float) -> None:
         self.mix = mix
         self.start = None
         if start is not None and mix < 1:
             self.start = {k: v.detach().clone() for k, v in start.state_dict().items()}
-        self._step: int | None = None
-        self._model: nn.Module | None = None
         self.saved: nn.Module | None = None  # the interpolation last saved
         self.tuned: dict[str, torch.Tensor] | None = None  # the fine-tuned weights behind it
         self.baseline: float | None = None  # the starting model's validation score
@@ -50,9 +48,7 @@ class WeightMix:
         """``kept`` itself (no starting model, ``mix`` 1, or step 0), else the interpolation."""
         if self.start is None or step == 0:
             return kept
-        if self._step != step:
-            self._model, self._step = interpolate(self.start, kept, self.mix), step
-        return self._model
+        return interpolate(self.start, kept, self.mix)
 
     def for_saving(self, kept: nn.Module, step: int) -> nn.Module:
         """The weights to save at ``step`` (see :meth:`of`); an interpolation is remembered with

@@ -6,7 +6,7 @@ The same lever as the fine-tune's ``mix`` (``training.averaging``, WiSE-FT), for
 model itself: train from the shipped model with the recipe's data and settings to the last step
 (no early stop), then score the start, the last weights and their interpolations on the recipe's
 held-out images (per source, ``poregrain evaluate --config``'s figures) and save each
-interpolation as ``OUT-mix<S>.safetensors`` (fp16).
+interpolation as ``OUT-mix<S>.safetensors`` (fp16), the last weights as ``OUT-last``.
 Results: ``benchmarks/results/retrain-mix.json``.
 """
 
@@ -16,6 +16,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from _common import DEFAULT_MODEL_PATH, write_results
 
 from napari_poregrain.model import LoadedModel, load_checkpoint, save_checkpoint
@@ -34,10 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipe")
     p.add_argument("--mix", default="0.3,0.5,0.7")
     p.add_argument("--out", default="build/continued")
+    p.add_argument("--steps", type=int, help="overrides the recipe's steps")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
     args = p.parse_args(argv)
     recipe = load_recipe(args.recipe)
     split = load_split(recipe)
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.train.items()}
+    if args.steps:
+        settings["steps"] = args.steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = TrainConfig(**settings, patience=None)
     start = load_checkpoint(DEFAULT_MODEL_PATH)
     out = Path(args.out)
@@ -55,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"mix {share:g}"] = _figures(split, model)
         save_checkpoint(model, f"{out}-mix{share:g}.safetensors", half=True, overwrite=True)
     rows["last"] = _figures(split, replace(start, net=last.eval()))
+    save_checkpoint(replace(start, net=last), f"{out}-last.safetensors", half=True, overwrite=True)
     for name, figures in rows.items():
         if name != "history":
             print(name, {s: [round(v, 3) if v is not None else None for v in f.values()]
                          for s, f in figures.items()})  # fmt: skip
-    write_results("retrain-mix", rows, script=__file__, argv=argv, quick=False, device="cpu")
+    name = f"retrain-mix-{Path(args.out).name}"
+    write_results(name, rows, script=__file__, argv=argv, quick=False, device="cpu")
     return 0
 
 

@@ -121,3 +121,24 @@ def test_finetune_quick_run_scores_every_lever_column(bench, tmp_path):
     assert res["flips"] is True and row["steps"] == 2
     for key in ("zero_shot", "tuned", "mixed"):
         assert len(row[key].split("/")) == 3  # matrix / grain / pore
+
+
+def test_zeroshot_shifts_change_images_as_named_and_score_every_row(bench, tmp_path):
+    zeroshot = bench("zeroshot")
+    from napari_poregrain.sample import Sample
+
+    image = np.tile(np.arange(0, 200, 2, dtype=np.uint8), (60, 1))
+    labels = (image > 100).astype(np.uint8)
+    sample = Sample(image, labels=labels, pixel_size_nm=10.0)
+    zoomed = zeroshot.shifted(sample, "zoom 2x")
+    assert zoomed.pixels.shape == (120, 200) and zoomed.pixel_size_nm == 5.0
+    assert set(np.unique(zoomed.labels)) == {0, 1}  # nearest-neighbour labels
+    darker = zeroshot.shifted(sample, "gamma 1.6")
+    assert (darker.pixels <= image).all() and (darker.pixels < image).any()
+    assert np.array_equal(darker.labels, labels)
+    noisy = zeroshot.shifted(sample, "noise 12")
+    assert 8 < np.std(noisy.pixels.astype(float) - image) < 16
+    assert zeroshot.main(["--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    res = _doc(tmp_path / "zeroshot.quick.json")["default"]
+    assert {"synthetic unseen", "synthetic organic 2x"} <= set(res["iou"])
+    assert 0 <= res["mean"] <= 1

@@ -124,3 +124,19 @@ def test_synthetic_sources_can_draw_organic_matter(tmp_path):
     with_om = [st for st in organic if st.organic_fraction > 0]
     assert 0 < len(with_om) < len(organic)  # about half the images
     assert all(st.pore < st.organic < st.matrix for st in with_om)  # grey between pore and matrix
+
+
+def test_wide_synthetic_styles_span_magnifications_and_detectors(tmp_path):
+    path = tmp_path / "r.toml"
+    body = "[[source]]\nname = 'syn'\nsynthetic = true\ncount = 12\nsize = 64\norganic = true\n"
+    path.write_text(body)
+    plain = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+    path.write_text(body + "wide = true\n")
+    wide = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+    assert wide[0].matrix == plain[0].matrix  # the usual draws first, then the widening
+    m = wide[0].grain_radius / plain[0].grain_radius  # one magnification for every size
+    assert m != 1 and np.isclose(wide[0].pore_radius / plain[0].pore_radius, m)
+    radii = [w.grain_radius for w in wide]  # the usual draw spans 12-50 px
+    assert min(radii) < 12 and max(radii) > 50  # lower and higher magnifications
+    assert len({round(w.noise, 3) for w in wide}) > 6
+    assert all(w.pore < w.matrix < w.grain for w in wide)  # the phases keep their order

@@ -12,7 +12,7 @@ ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # TrainConfig fields settable from the command line: option dest -> field name.
 _SAME = "steps epochs steps_per_epoch crop batch lr weight_decay warmup device seed val_fraction"
-_LEVERS = "focus focus_weight encoder_lr freeze_encoder mix"
+_LEVERS = "focus focus_weight encoder_lr freeze_encoder mix distill"
 CONFIG_OPTIONS = {
     n: n for n in f"{_SAME} {_LEVERS} patience scale_range class_balance freeze_bn".split()
 }
@@ -127,6 +127,12 @@ _SCHEDULE = (  # (option, type, help) of the plain numeric options, in --help or
         share_type,
         "when starting from a model: share of the learnt change kept in the saved model, the "
         "rest stays the starting model's (default 0.7: forgets less of what it knew; 1: all)",
+    ),
+    (
+        "--distill",
+        non_negative_float,
+        "when starting from a model: how strongly it is held to its own earlier predictions "
+        "(learning without forgetting; default 0: off)",
     ),
 )
 

@@ -78,6 +78,9 @@ class TrainConfig:
     mix: float = 1.0
     """Fine-tuning: share of the fine-tuned weights in the model validated and saved; the rest
     is the starting model's (weight-space interpolation, :mod:`.averaging`). 1: off."""
+    distill: float = 0.0
+    """From a starting model: weight of the term keeping predictions close to its own
+    (:mod:`.distill`, learning without forgetting). 0: off."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first unusable setting."""
@@ -130,6 +133,8 @@ class TrainConfig:
             return f"the encoder's learning-rate fraction must be in [0, 1], not {self.encoder_lr}"
         if not 0 < self.mix <= 1:
             return f"the fine-tuned share of the weights (mix) must be in (0, 1], not {self.mix}"
+        if self.distill < 0:
+            return f"the distillation weight must be >= 0, not {self.distill}"
         if self.freeze_encoder < 0:
             return f"freeze_encoder must be >= 0 steps, not {self.freeze_encoder}"
         return None

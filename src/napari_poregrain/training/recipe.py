@@ -53,6 +53,9 @@ class Source:
     seed: int = 0
     organic: bool = False
     """Synthetic: organic matter (with its own pores) in about half the images."""
+    wide: bool = False
+    """Synthetic: styles also drawn across magnifications (sizes and blur 0.6-2.5x) and
+    detectors (phase contrast 0.5-1.2x, noise up to 0.15)."""
 
 
 @dataclass
@@ -181,8 +184,22 @@ def _synthetic_sample(src: Source, rng: np.random.Generator, i: int) -> Sample:
         share = rng.uniform(0.1, 0.35) if rng.random() < 0.5 else 0.0
         grey = rng.uniform(style.pore + 0.08, max(style.pore + 0.1, style.matrix - 0.1))
         style = replace(style, organic_fraction=share, organic=grey)
+    if src.wide:
+        style = _widened(style, rng)
     image, labels = make_sample((src.size, src.size), seed=src.seed * 1000 + i, style=style)
     return Sample(image, labels=labels, name=f"{src.name}-{i}", metadata={"style": style})
+
+
+def _widened(style: Style, rng: np.random.Generator) -> Style:
+    """``style`` at another magnification ``m`` (sizes and blur) and detector contrast ``c``."""
+    m = float(np.exp(rng.uniform(np.log(0.6), np.log(2.5))))
+    c, mid = rng.uniform(0.5, 1.2), style.matrix
+    return replace(
+        style, grain_radius=style.grain_radius * m, pore_radius=style.pore_radius * m,
+        organic_radius=style.organic_radius * m, blur=style.blur * max(1.0, m**0.5),
+        grain=mid + c * (style.grain - mid), pore=mid + c * (style.pore - mid),
+        organic=mid + c * (style.organic - mid), noise=rng.uniform(0.02, 0.15),
+    )  # fmt: skip
 
 
 def baseline(

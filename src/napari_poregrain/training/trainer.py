@@ -47,6 +47,7 @@ from .config import (
     write_training_log,
 )
 from .data import CropSampler, prepare_data
+from .distill import Teacher
 from .focus import corrected_map
 from .guards import check_output, deterministic
 from .loss import SegmentationLoss, adamw, encoder_parameters, freeze_batchnorm, lr_factor
@@ -103,6 +104,7 @@ class Trainer:
         self.net: nn.Module | None = None
         self.kept: nn.Module | None = None  # the weights validated and saved (EMA or net)
         self.ema = self.optimizer = self.scheduler = self.scaler = self.loader = None
+        self.teacher: Teacher | None = None  # with ``distill``: the frozen starting model
         self.loss_fn: SegmentationLoss | None = None
         self.step, self.epoch, self.bad_steps = 0, 0, 0
         self.losses: list[float] = []  # this epoch's step losses
@@ -136,6 +138,8 @@ class Trainer:
         net = copy.deepcopy(init.net) if init is not None else build_model(cfg.encoder, cfg.refine)
         net = net.to(device).train()
         self.mixer = WeightMix(init.net if init is not None else None, cfg.mix)
+        if init is not None and cfg.distill > 0:
+            self.teacher = Teacher(init.net, device, self.dtype)
         if cfg.freeze_bn:
             freeze_batchnorm(net)
         if device.type == "cuda":
@@ -236,6 +240,8 @@ class Trainer:
         with autocast(self.device, self.dtype):
             logits = self.net(x)
         loss = self.loss_fn(logits, y, weight[0] if weight else None)
+        if self.teacher is not None:
+            loss = loss + self.config.distill * self.teacher.loss(x, logits)
         if not torch.isfinite(loss):
             self.bad_steps += 1
             if self.bad_steps > MAX_BAD_STEPS:

@@ -69,3 +69,24 @@ def test_an_interpolation_no_better_than_the_start_gives_way_to_the_whole_change
     tuned = load_checkpoint(full.path).net.state_dict()
     for key, value in saved.net.state_dict().items():
         torch.testing.assert_close(value, tuned[key])
+
+
+def test_a_fine_tune_cancelled_after_its_first_save_still_checks_the_mixed_weights(
+    tiny_model, tmp_path
+):
+    image, labels = make_sample((160, 160), seed=11, style=SHIFTED)
+    cfg = finetune_config(
+        steps=24, steps_per_epoch=6, crop=64, batch=2, amp=False, mix=0.5, device="cpu"
+    )
+    trainer = Trainer([Sample(image, labels=labels)], cfg, tiny_model, tmp_path / "c.safetensors")
+
+    def cancel_after_a_save(event):
+        if event.kind == "epoch" and event.best:
+            trainer.cancel()
+
+    trainer.progress = cancel_after_a_save
+    result = trainer.fit()
+    assert result.cancelled and result.steps < 24 and result.path is not None
+    # the interpolation was scored after the cancel, and the note says what was saved
+    assert any("of the learnt change" in n for n in result.notes), result.notes
+    assert load_checkpoint(result.path).meta.provenance["epoch"] == result.best_epoch

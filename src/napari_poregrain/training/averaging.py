@@ -59,16 +59,17 @@ class WeightMix:
             self.tuned = {k: v.detach().clone() for k, v in kept.state_dict().items()}
         return model
 
-    def settle(self, trainer) -> None:
+    def settle(self, trainer, stoppable: bool = True) -> None:
         """At the end of a run: score the saved interpolation on the validation pixels. The
         epoch was chosen on the fine-tuned weights; if their interpolation is no better than the
         starting model, those fine-tuned weights are saved instead (a fine-tune ends in a better
-        model or in none). Either way the run's notes say which was saved and its score."""
+        model or in none). Either way the run's notes say which was saved and its score.
+        After a cancel it runs unstoppable (``stoppable=False``): a few seconds of scoring."""
         if self.saved is None or not trainer.val_regions:
             return
         result = trainer.result
         chosen = next(r for r in trainer.history if r["epoch"] == result.best_epoch)
-        _, miou, _ = trainer._score(self.saved)
+        _, miou, _ = trainer._score(self.saved, stoppable)
         score = trainer.selection_score
         share = f"{self.mix:g} of the learnt change"
         if score is not None and (self.baseline is None or score > self.baseline):

@@ -205,6 +205,7 @@ class Trainer:
                 self.mixer.settle(self)
             except Cancelled:
                 self.result.cancelled = True
+                self.mixer.settle(self, stoppable=False)  # the saved weights are checked too
         self.result.seconds = time.perf_counter() - self._start
         self._conclude()
         return self.result
@@ -305,12 +306,13 @@ class Trainer:
         return best
 
     def _score(
-        self, net: nn.Module | None = None
+        self, net: nn.Module | None = None, stoppable: bool = True
     ) -> tuple[list[float | None], float | None, float]:
         """Per-class IoU, mean IoU and loss on the validation regions (sets ``metrics``)."""
         cm, val_loss = evaluate_regions(
             self.kept if net is None else net, self.val_regions, self.norm, self.device,
-            dtype=self.dtype, tile=self.config.eval_tile, should_stop=self.stop_requested,
+            dtype=self.dtype, tile=self.config.eval_tile,
+            should_stop=self.stop_requested if stoppable else None,
         )  # fmt: skip
         iou, miou = cm.per_class_iou(), cm.mean_iou()
         self.selection_score = truth_class_mean(cm)

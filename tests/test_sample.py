@@ -31,6 +31,9 @@ def test_usable_mask_leaves_out_bar_region_and_ignore():
     masked = s.masked_labels()
     assert (masked[~mask] == IGNORE).all() and (masked[mask] == GRAIN).all()
     assert s.labels[5, 0] == GRAIN  # the caller's labels are not changed
+    for y0, y1 in ((0, 2), (2, 6), (4, 6), (5, 6)):  # a band of rows is the same mask's rows
+        assert np.array_equal(s.usable_mask((y0, y1)), mask[y0:y1])
+        assert np.array_equal(s.usable_mask((y0, y1), labels[y0:y1]), mask[y0:y1])
 
 
 def test_shapes_are_checked():

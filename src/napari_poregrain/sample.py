@@ -103,14 +103,24 @@ class Sample:
         colour = array is None and self.rgb
         return arr[..., : self.data_bar_row, :, :] if colour else arr[..., : self.data_bar_row, :]
 
-    def usable_mask(self) -> np.ndarray:
-        """Boolean spatial mask of the pixels to learn from or score (region, bar, 255 out)."""
-        mask = np.ones(self.shape, bool) if self.valid is None else np.asarray(self.valid, bool)
-        if self.data_bar_row is not None:
-            mask = mask.copy()
-            mask[..., self.data_bar_row :, :] = False
-        if self.labels is not None:
-            mask = mask & (np.asarray(self.labels) != IGNORE)
+    def usable_mask(
+        self, rows: tuple[int, int] | None = None, labels: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Boolean spatial mask of the pixels to learn from or score (region, bar, 255 out).
+
+        ``rows=(y0, y1)``: only those rows of a 2-D Sample (a band of a large, lazy one), with
+        ``labels`` that band's labels when they are already read.
+        """
+        y0, y1 = rows if rows is not None else (0, self.shape[-2])
+        if labels is None and self.labels is not None:
+            labels = self.labels if rows is None else self.labels[y0:y1]
+        shape = self.shape if rows is None else (y1 - y0, self.shape[-1])
+        valid = None if self.valid is None else self.valid if rows is None else self.valid[y0:y1]
+        mask = np.ones(shape, bool) if valid is None else np.array(valid, bool)
+        if self.data_bar_row is not None and self.data_bar_row < y1:
+            mask[..., max(self.data_bar_row - y0, 0) :, :] = False
+        if labels is not None:
+            mask &= np.asarray(labels) != IGNORE
         return mask
 
     def masked_labels(self) -> np.ndarray:

@@ -77,16 +77,6 @@ class PairClassMap:
         return out
 
 
-def _band_mask(sample: Sample, y0: int, y1: int, labels: np.ndarray) -> np.ndarray:
-    """Usable pixels of rows ``y0:y1`` (region, data bar, 255 out)."""
-    keep = labels != IGNORE
-    if sample.valid is not None:
-        keep &= np.asarray(sample.valid[y0:y1], bool)
-    if sample.data_bar_row is not None and sample.data_bar_row < y1:
-        keep[max(sample.data_bar_row - y0, 0) :] = False
-    return keep
-
-
 def _checked_2d(sample: Sample) -> Any:
     if sample.labels is None:
         raise ValueError(f"{sample.name or 'the sample'} has no class map (labels) to measure")
@@ -146,7 +136,7 @@ def _context_band(sample: Sample, labels: Any, y0: int, y1: int) -> tuple[np.nda
     """Rows ``y0-1 .. y1`` of the class map and their usable mask (outside the image: 255)."""
     lo, hi = max(y0 - 1, 0), min(y1 + 1, labels.shape[0])
     raw = np.asarray(labels[lo:hi])
-    keep = _band_mask(sample, lo, hi, raw)
+    keep = sample.usable_mask((lo, hi), raw)
     pad = ((1 - (y0 - lo), 1 - (hi - y1)), (0, 0))
     return np.pad(raw, pad, constant_values=IGNORE), np.pad(keep, pad)
 
@@ -215,7 +205,7 @@ def confusion_blockwise(
         t = np.asarray(labels[y0:y1])
         cm.matrix += (
             ConfusionMatrix()
-            .update(t, np.asarray(pred[y0:y1]), _band_mask(truth, y0, y1, t))
+            .update(t, np.asarray(pred[y0:y1]), truth.usable_mask((y0, y1), t))
             .matrix
         )
     cm.n_images = 1

@@ -1,7 +1,8 @@
 """Learning from one correction: zero-shot and fine-tuned IoU, and seconds, on three cases.
 
     python benchmarks/finetune.py [--cases zeiss,duvernay,synthetic] [--steps N] [--crop N]
-        [--focus F] [--encoder-lr F] [--freeze-encoder N] [--flips] [--resample-nm NM]
+        [--focus F] [--encoder-lr F] [--freeze-encoder N] [--mix F] [--distill F] [--flips]
+        [--resample-nm NM]
         [--label NAME] [--quick]
 
 The protocol (none of it uses the images kept for acceptance):
@@ -73,6 +74,8 @@ LEVERS = (
     "encoder_lr",
     "freeze_encoder",
     "mix",
+    "distill",
+    "seed",
 )
 COLUMNS = [
     ("case", "case"),
@@ -104,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resample-nm", type=float, help="resample to this pixel size (nm) first")
     p.add_argument("--also-mix", type=float, help="also score S x saved + (1-S) x start")
     for lever in LEVERS:
-        kind = int if lever in ("steps", "crop", "batch", "freeze_encoder") else float
+        kind = int if lever in ("steps", "crop", "batch", "freeze_encoder", "seed") else float
         p.add_argument(f"--{lever.replace('_', '-')}", type=kind, help="overrides the default")
     return p.parse_args(argv)
 

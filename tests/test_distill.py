@@ -19,6 +19,15 @@ def test_the_distillation_term_is_zero_for_the_teacher_itself_and_grows_with_cha
         other = teacher.loss(x, net(x) + torch.randn(2, 3, 64, 64))
     assert float(same) < 1e-6
     assert float(other) > 0.1
+    labels = torch.full((2, 64, 64), IGNORE)
+    labels[:, :32] = 1  # the top half labelled
+    with torch.no_grad():
+        changed = net(x) + torch.randn(2, 3, 64, 64)
+        full = Teacher(net, torch.device("cpu"), None, labelled=1.0).loss(x, changed, labels)
+        free = Teacher(net, torch.device("cpu"), None, labelled=0.0).loss(x, changed, labels)
+        top = Teacher(net, torch.device("cpu"), None, labelled=0.0).loss(x, changed, labels * 0)
+    assert 0.3 * float(full) < float(free) < 0.7 * float(full)  # only the unlabelled half counts
+    assert float(top) == 0.0  # every pixel labelled: the labels alone rule
     assert all(not p.requires_grad for p in teacher.net.parameters())
     assert any(p.requires_grad for p in net.parameters())  # the student is left trainable
 

@@ -81,6 +81,8 @@ class TrainConfig:
     distill: float = 0.0
     """From a starting model: weight of the term keeping predictions close to its own
     (:mod:`.distill`, learning without forgetting). 0: off."""
+    distill_labelled: float = 1.0
+    """Weight of that term on labelled pixels (unlabelled ones: 1); 0: only where unlabelled."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first unusable setting."""
@@ -133,8 +135,8 @@ class TrainConfig:
             return f"the encoder's learning-rate fraction must be in [0, 1], not {self.encoder_lr}"
         if not 0 < self.mix <= 1:
             return f"the fine-tuned share of the weights (mix) must be in (0, 1], not {self.mix}"
-        if self.distill < 0:
-            return f"the distillation weight must be >= 0, not {self.distill}"
+        if self.distill < 0 or not 0 <= self.distill_labelled <= 1:
+            return "the distillation weight must be >= 0 and its labelled share in [0, 1]"
         if self.freeze_encoder < 0:
             return f"freeze_encoder must be >= 0 steps, not {self.freeze_encoder}"
         return None

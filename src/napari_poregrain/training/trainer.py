@@ -139,7 +139,7 @@ class Trainer:
         net = net.to(device).train()
         self.mixer = WeightMix(init.net if init is not None else None, cfg.mix)
         if init is not None and cfg.distill > 0:
-            self.teacher = Teacher(init.net, device, self.dtype)
+            self.teacher = Teacher(init.net, device, self.dtype, cfg.distill_labelled)
         if cfg.freeze_bn:
             freeze_batchnorm(net)
         if device.type == "cuda":
@@ -242,7 +242,7 @@ class Trainer:
             logits = self.net(x)
         loss = self.loss_fn(logits, y, weight[0] if weight else None)
         if self.teacher is not None:
-            loss = loss + self.config.distill * self.teacher.loss(x, logits)
+            loss = loss + self.config.distill * self.teacher.loss(x, logits, y)
         if not torch.isfinite(loss):
             self.bad_steps += 1
             if self.bad_steps > MAX_BAD_STEPS:

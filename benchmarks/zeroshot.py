@@ -39,6 +39,7 @@ from finetune import DATA, UNSEEN, _read, score
 from scipy import ndimage
 
 from napari_poregrain.inference.predict import resolve_device
+from napari_poregrain.inference.scales import ScaleAveraged
 from napari_poregrain.sample import Sample
 from napari_poregrain.synthetic import Style, make_sample
 
@@ -108,13 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     p = script_parser(__doc__)
     p.add_argument("--models", default="default", help="comma-separated checkpoints")
     p.add_argument("--label", help="suffix of the results file")
+    p.add_argument("--scales", help="e.g. 1,0.5: also score each model with test-time scales")
     args = p.parse_args(argv)
     apply_threads(args.threads)
     device = str(resolve_device(args.device))
     rows = real_rows(args.quick) + synthetic_rows(args.quick)
     results, lines = {}, []
-    for spec in args.models.split(","):
-        model, desc = load_model(spec)
+    specs = args.models.split(",")
+    if args.scales:
+        specs += [f"{spec}@{args.scales}" for spec in specs]
+    for spec in specs:
+        model, desc = load_model(spec.split("@")[0])
+        if "@" in spec:
+            scales = tuple(float(v) for v in args.scales.split(","))
+            model = replace(model, net=ScaleAveraged(model.net, scales))
+            desc += f", test-time scales {args.scales}"
         scores = {row.name: score(model, row.samples, device) for row in rows}
         defined = [v for iou in scores.values() for v in iou if v is not None]
         results[spec] = {"model": desc, "iou": scores, "mean": float(np.mean(defined))}

@@ -170,15 +170,17 @@ def synthetic_case(quick: bool) -> Case:
 
 def resampled(sample: Sample, target_nm: float) -> Sample:
     """``sample``'s usable rows zoomed to ``target_nm`` per pixel (as it is without a size)."""
-    if not sample.pixel_size_nm:
-        return sample
-    f = sample.pixel_size_nm / target_nm
+    return zoomed(sample, sample.pixel_size_nm / target_nm) if sample.pixel_size_nm else sample
+
+
+def zoomed(sample: Sample, f: float) -> Sample:
+    """``sample``'s usable rows zoomed by ``f`` (pixels bilinear, labels nearest); the pixel
+    size follows."""
     pixels = ndimage.zoom(np.asarray(sample.content(), np.float32), f, order=1)
     labels = ndimage.zoom(np.asarray(sample.content(sample.labels)), f, order=0)
-    return Sample(
-        np.clip(pixels, 0, 255).astype(np.uint8), labels=labels, name=sample.name,
-        pixel_size_nm=target_nm,
-    )  # fmt: skip
+    nm = sample.pixel_size_nm / f if sample.pixel_size_nm else sample.pixel_size_nm
+    image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return Sample(image, labels=labels, name=sample.name, pixel_size_nm=nm)
 
 
 def score(

@@ -35,8 +35,7 @@ from _common import (
     script_parser,
     write_results,
 )
-from finetune import DATA, UNSEEN, _read, score
-from scipy import ndimage
+from finetune import DATA, UNSEEN, _read, score, zoomed
 
 from napari_poregrain.inference.predict import resolve_device
 from napari_poregrain.inference.scales import ScaleAveraged
@@ -56,20 +55,16 @@ class Row:
 
 def shifted(sample: Sample, shift: str) -> Sample:
     """``sample``'s usable rows under ``shift`` (one of :data:`SHIFTS`)."""
+    if shift.startswith("zoom"):
+        return zoomed(sample, float(shift.split()[1].rstrip("x")))
     pixels = np.asarray(sample.content(), np.float32)
     labels = np.asarray(sample.content(sample.labels))
-    nm = sample.pixel_size_nm
-    if shift.startswith("zoom"):
-        f = float(shift.split()[1].rstrip("x"))
-        pixels = ndimage.zoom(pixels, f, order=1)
-        labels = ndimage.zoom(labels, f, order=0)
-        nm = nm / f if nm else nm
-    elif shift.startswith("gamma"):
+    if shift.startswith("gamma"):
         pixels = 255 * (pixels / 255) ** float(shift.split()[1])
     elif shift.startswith("noise"):
         pixels = pixels + np.random.default_rng(0).normal(0, float(shift.split()[1]), pixels.shape)
     image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    return Sample(image, labels=labels, name=sample.name, pixel_size_nm=nm)
+    return Sample(image, labels=labels, name=sample.name, pixel_size_nm=sample.pixel_size_nm)
 
 
 def real_rows(quick: bool) -> list[Row]:

@@ -33,7 +33,6 @@ Goal: the fine-tuned per-class IoU at least halves the distance from zero-shot t
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -59,6 +58,7 @@ from napari_poregrain.model import LoadedModel, load_checkpoint
 from napari_poregrain.sample import Sample
 from napari_poregrain.synthetic import SHIFTED, make_sample, restyle
 from napari_poregrain.training import Trainer, finetune_config
+from napari_poregrain.training.averaging import interpolate
 from napari_poregrain.training.recipe import unlabelled_pores
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -199,14 +199,7 @@ def score(
 def blended(start: LoadedModel, tuned: LoadedModel, share: float) -> LoadedModel:
     """``share`` of the fine-tuned weights plus ``1 - share`` of the starting ones (every float
     tensor, BatchNorm statistics included): weight-space interpolation (WiSE-FT)."""
-    net = copy.deepcopy(tuned.net)
-    first = start.net.state_dict()
-    mixed = {
-        k: share * v + (1 - share) * first[k].to(v.dtype) if v.is_floating_point() else v
-        for k, v in tuned.net.state_dict().items()
-    }
-    net.load_state_dict(mixed)
-    return replace(tuned, net=net.eval())
+    return replace(tuned, net=interpolate(start.net.state_dict(), tuned.net, share).eval())
 
 
 def fine_tune(

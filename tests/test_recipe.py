@@ -113,13 +113,16 @@ def test_validation_report_and_cli(recipe_file, tiny_model, tiny_checkpoint, cap
     assert set(json.loads(capsys.readouterr().out)) == {"tiles", "syn"}
 
 
+def _synthetic_styles(path, body: str) -> list:
+    """The training styles of a recipe whose one source, ``syn``, is ``body``."""
+    path.write_text("[[source]]\nname = 'syn'\nsynthetic = true\n" + body)
+    return [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+
+
 def test_synthetic_sources_can_draw_organic_matter(tmp_path):
-    path = tmp_path / "r.toml"
-    body = "[[source]]\nname = 'syn'\nsynthetic = true\ncount = 8\nsize = 96\n"
-    path.write_text(body)
-    plain = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
-    path.write_text(body + "organic = true\n")
-    organic = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+    body = "count = 8\nsize = 96\n"
+    plain = _synthetic_styles(tmp_path / "r.toml", body)
+    organic = _synthetic_styles(tmp_path / "r.toml", body + "organic = true\n")
     assert all(st.organic_fraction == 0 for st in plain)
     with_om = [st for st in organic if st.organic_fraction > 0]
     assert 0 < len(with_om) < len(organic)  # about half the images
@@ -127,12 +130,9 @@ def test_synthetic_sources_can_draw_organic_matter(tmp_path):
 
 
 def test_wide_synthetic_styles_span_magnifications_and_detectors(tmp_path):
-    path = tmp_path / "r.toml"
-    body = "[[source]]\nname = 'syn'\nsynthetic = true\ncount = 12\nsize = 64\norganic = true\n"
-    path.write_text(body)
-    plain = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
-    path.write_text(body + "wide = true\n")
-    wide = [s.metadata["style"] for s in load_split(load_recipe(path)).train["syn"]]
+    body = "count = 12\nsize = 64\norganic = true\n"
+    plain = _synthetic_styles(tmp_path / "r.toml", body)
+    wide = _synthetic_styles(tmp_path / "r.toml", body + "wide = true\n")
     assert wide[0].matrix == plain[0].matrix  # the usual draws first, then the widening
     m = wide[0].grain_radius / plain[0].grain_radius  # one magnification for every size
     assert m != 1 and np.isclose(wide[0].pore_radius / plain[0].pore_radius, m)

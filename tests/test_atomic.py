@@ -8,10 +8,13 @@ import time
 import pytest
 
 from napari_poregrain.io.atomic import (
+    TMP_NAME_LENGTH,
     TMP_PREFIX,
     atomic_write_bytes,
     claim,
     clean_stale,
+    short_name,
+    temporary_path,
     write_exclusive,
     write_temporary,
 )
@@ -43,7 +46,7 @@ def test_claim_is_exclusive_and_keeps_the_existing_file(tmp_path):
     final = tmp_path / "m.bin"
     final.write_bytes(b"user's file")
     tmp = write_temporary(final, b"new")
-    assert tmp.name.startswith(TMP_PREFIX + "m.bin.")
+    assert tmp.name.startswith(TMP_PREFIX) and len(tmp.name) == TMP_NAME_LENGTH
     with pytest.raises(FileExistsError, match="already exists"):
         claim(tmp, final)
     assert final.read_bytes() == b"user's file" and tmp.exists()
@@ -107,3 +110,24 @@ def test_two_processes_saving_the_same_name_never_replace_each_other(tmp_path):
     names = {load_checkpoint(p).meta.name for p in paths}
     assert names == {"first", "second"}  # both models kept, neither replaced
     assert _leftovers(tmp_path) == []
+
+
+# -- issue 26: the temporary name used to be 28 characters longer than the final one -----------
+def test_a_final_name_the_file_system_takes_never_fails_as_its_temporary(tmp_path):
+    longest = tmp_path / ("m" * (255 - len(".safetensors")) + ".safetensors")  # 255 bytes
+    assert write_exclusive(longest, b"model") == longest and longest.read_bytes() == b"model"
+    assert atomic_write_bytes(longest, b"again").read_bytes() == b"again"
+    assert _leftovers(tmp_path) == []
+
+
+def test_temporary_names_have_one_length_and_differ(tmp_path):
+    names = {temporary_path(tmp_path / n).name for n in ("a", "b" * 200, "a")}
+    assert len(names) == 3 and {len(n) for n in names} == {TMP_NAME_LENGTH}
+    assert all(n.startswith(TMP_PREFIX) for n in names)
+
+
+def test_short_name_fits_and_keeps_the_suffix(tmp_path):
+    long = tmp_path / ("x" * 250 + ".png")
+    short = short_name(long)
+    assert short.parent == tmp_path and short.suffix == ".png" and len(short.name) < 60
+    assert short_name(long) == short != short_name(tmp_path / ("x" * 249 + ".png"))

@@ -1,8 +1,10 @@
 """Atomic file writes: a temporary file in the same folder, then a rename or an exclusive claim.
 
-Temporary files are named ``.poregrain-tmp-<final name>.<random>.tmp`` and are removed on every
-exit path Python sees (errors, Ctrl-C). A process killed outright cannot clean up, so each save
-first removes the stale ones (older than a day) left in its folder.
+Temporary files are named ``.poregrain-tmp-<hash of the final name><random>.tmp``: a fixed
+length (:data:`TMP_NAME_LENGTH`) whatever the final name, so a final name the file system accepts
+never fails as its temporary. They are removed on every exit path Python sees (errors, Ctrl-C).
+A process killed outright cannot clean up, so each save first removes the stale ones (older than
+a day) left in its folder.
 
 Two ways to give the finished file its name:
 
@@ -15,13 +17,17 @@ Two ways to give the finished file its name:
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 TMP_PREFIX = ".poregrain-tmp-"
+TMP_SUFFIX = ".tmp"
+TMP_NAME_LENGTH = len(TMP_PREFIX) + 16 + len(TMP_SUFFIX)
+"""Every temporary name is this long: prefix, 8 hex of the final name's hash, 8 random, suffix."""
 STALE_AFTER_S = 24 * 3600
 MAX_FREE_NAMES = 10_000
 # link() failures that mean "this file system cannot link", not "the name is taken"
@@ -69,11 +75,10 @@ def write_temporary(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path.parent)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
+    tmp = _create_temporary(path)
     try:
-        os.chmod(tmp, mode)  # mkstemp makes 0600 files; keep ordinary permissions
-        with os.fdopen(fd, "wb") as f:
+        os.chmod(tmp, mode)  # created 0600; keep ordinary permissions
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -81,6 +86,45 @@ def write_temporary(path: Path, data: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A fresh temporary name beside ``path`` (``TMP_NAME_LENGTH`` characters; not created)."""
+    path = Path(path)
+    return path.parent / f"{_name_hash(path)}{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def _name_hash(path: Path) -> str:
+    return TMP_PREFIX + _hash8(path.name)
+
+
+def _hash8(name: str) -> str:
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+
+
+SHORT_STEM = 40
+"""Characters of the stem kept by :func:`short_name`."""
+
+
+def short_name(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
+    """A short name for a file that could not be saved as ``path``: ``<stem[:40]>-<hash><suffix>``
+    in ``folder`` (default: ``path``'s own), so finished work can still be kept."""
+    path = Path(path)
+    stem, suffix = path.stem, path.suffix[:16]
+    return Path(folder or path.parent) / f"{stem[:SHORT_STEM]}-{_hash8(path.name)}{suffix}"
+
+
+def _create_temporary(path: Path) -> Path:
+    """Create an empty temporary file beside ``path`` (exclusively, mode 0600) and return it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = temporary_path(path)
+        try:
+            os.close(os.open(tmp, flags, 0o600))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
 
 
 def claim(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:

@@ -13,7 +13,6 @@ import os
 import queue
 import shutil
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,11 @@ class LabelWriterError(OSError):
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A fresh hidden name in ``path``'s folder (the same file system, so a rename claims it)."""
-    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    """A fresh hidden name in ``path``'s folder (the same file system, so a rename claims it),
+    of a fixed length (:func:`.atomic.temporary_path`)."""
+    from .atomic import temporary_path
+
+    return temporary_path(path)
 
 
 class _Writer:

@@ -11,7 +11,10 @@ labels). Per source: ``val`` (stems held out), ``val_last`` (the last N stems in
 sorted order held out: a contiguous block of tiles), ``repeat`` (sampling
 weight: the training pairs are listed that many times) and ``pores_unlabelled``
 (the labels have no pore class: pore-like dark pixels become 255, so the model
-is not taught that pores are matrix or grain).
+is not taught that pores are matrix or grain). Tiles named ``<group>_...`` (the
+Nankai set) are split by sample group, the stem's first ``_`` field:
+``val_groups`` are held out, ``skip_groups`` are neither trained nor validated on
+(kept for a report no choice has seen).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class Source:
     wide: bool = False
     """Synthetic: styles also drawn across magnifications (sizes and blur 0.6-2.5x) and
     detectors (phase contrast 0.5-1.2x, noise up to 0.15)."""
+    val_groups: list[str] = field(default_factory=list)
+    """Sample groups (a stem's first ``_`` field) held out for validation."""
+    skip_groups: list[str] = field(default_factory=list)
+    """Sample groups left out of training and validation (a report's held-out groups)."""
 
 
 @dataclass
@@ -130,10 +137,13 @@ def _folder(src: Source) -> tuple[list[Sample], list[Sample]]:
     from ..io.images import read_sample
 
     labels = {p.stem: p for p in sorted(src.labels.iterdir()) if p.is_file()}
-    images = sorted(p for p in src.images.iterdir() if p.stem in labels)
+    skip = set(src.skip_groups)
+    images = sorted(
+        p for p in src.images.iterdir() if p.stem in labels and group(p.stem) not in skip
+    )
     if not images:
         raise ValueError(f"source {src.name}: no image in {src.images} has a label")
-    held = set(src.val)
+    held = set(src.val) | {p.stem for p in images if group(p.stem) in src.val_groups}
     if src.val_last:
         held |= {p.stem for p in images[-src.val_last :]}
     train: list[Sample] = []
@@ -150,6 +160,11 @@ def _folder(src: Source) -> tuple[list[Sample], list[Sample]]:
             sample = _without_pores(sample)
         train.append(sample)
     return train, val
+
+
+def group(stem: str) -> str:
+    """A tile's sample group: the first ``_``-separated field of its name."""
+    return stem.split("_", 1)[0]
 
 
 def _without_pores(sample: Sample) -> Sample:

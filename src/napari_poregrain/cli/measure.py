@@ -60,17 +60,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _plan(args: argparse.Namespace) -> list[list[Path]]:
     """Each file's two output paths, checked (names, existing files, folder) before measuring."""
-    from ..io.outputs import OutputError, check_folder, plan_outputs
+    from ..io.outputs import OutputError, check_folder, check_names, check_not_inputs, plan_outputs
 
     combined = args.out / SUMMARY_CSV
-    if combined.exists() and not args.overwrite:
-        raise CliError(f"{combined} exists already; pass --overwrite to replace the outputs")
     try:
+        check_not_inputs([combined], [*args.labels, args.image])
+        if combined.exists() and not args.overwrite:
+            raise OutputError(
+                f"{combined} exists already; pass --overwrite to replace the outputs"
+            )
         plan = plan_outputs(
             args.labels, args.out, OUTPUT_SUFFIXES, overwrite=args.overwrite,
-            by_folder=args.unique_names,
+            by_folder=args.unique_names, protect=[args.image],
         )  # fmt: skip
         check_folder(args.out)
+        check_names([combined, *(p for paths in plan for p in paths)])
     except OutputError as exc:
         raise CliError(str(exc)) from None
     return plan

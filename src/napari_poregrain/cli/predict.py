@@ -105,10 +105,14 @@ def load_model(args: argparse.Namespace):
 
 
 def plan(args: argparse.Namespace) -> list[Path]:
-    """The output file of each image, checked before any compute; problems are a CliError."""
+    """The output file of each image, checked before any compute; problems are a CliError.
+
+    Outputs never replace an input (the images, the model file); names are proven writable.
+    """
     from ..io.outputs import (
         OutputError,
         check_folder,
+        check_names,
         check_space,
         image_shape,
         label_bytes,
@@ -116,21 +120,24 @@ def plan(args: argparse.Namespace) -> list[Path]:
     )
 
     shapes = [image_shape(p) for p in args.images]
-    args.format = resolve_format(args.format, shapes)
+    each = [SUFFIX[resolve_format(args.format, [shape])] for shape in shapes]
     try:
-        outputs = plan_outputs(
-            args.images, args.out, (SUFFIX[args.format],), overwrite=args.overwrite,
-            by_folder=args.unique_names,
+        planned = plan_outputs(
+            args.images, args.out, (), overwrite=args.overwrite, by_folder=args.unique_names,
+            each=each, protect=[Path(args.model)],
         )  # fmt: skip
+        outputs = [paths[0] for paths in planned]
         check_folder(args.out)
+        check_names(outputs)
         check_space(args.out, label_bytes(shapes))
     except OutputError as exc:
         raise CliError(str(exc)) from None
-    return [paths[0] for paths in outputs]
+    return outputs
 
 
 def resolve_format(fmt: str, shapes) -> str:
-    """``auto`` -> png, or tiff when any image is larger than ``STREAM_ABOVE`` pixels."""
+    """``auto`` -> png, or tiff when an image is larger than ``STREAM_ABOVE`` pixels (decided per
+    file: pass one file's shape)."""
     if fmt != "auto":
         return fmt
     big = any(s is not None and s[0] * s[1] > STREAM_ABOVE for s in shapes)
@@ -192,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for i, (path, target) in enumerate(zip(args.images, outputs)):
         try:
-            if args.format == "png":
+            if target.suffix == SUFFIX["png"]:
                 problem = _save(target, _segment(path, model, args))
             else:
                 problem = _stream(path, target, model, args)

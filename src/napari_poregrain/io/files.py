@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +28,35 @@ def check_path(path: Path, suffixes: tuple[str, ...], prefix: str, kinds: str) -
             f"{prefix}: unsupported file type {path.suffix or '(none)'!r} "
             f"({kinds}: {', '.join(suffixes)})."
         )
+    check_regular(path)
+
+
+def check_regular(path: Path) -> None:
+    """ImageReadError unless ``path`` is an existing regular file (checked without opening it:
+    a named pipe would block, a device never end)."""
     if not path.exists():
         raise ImageReadError(f"Cannot read {path}: the file does not exist.")
-    if not path.is_file():
-        raise ImageReadError(f"Cannot read {path}: it is not a file.")
+    kind = not_regular(path)
+    if kind:
+        raise ImageReadError(f"Cannot read {path}: it is {kind}, not a file.")
+
+
+def not_regular(path: Path) -> str | None:
+    """``"a named pipe (FIFO)"``, ``"a device"``, ``"a socket"``, ``"a folder"``, or None for a
+    regular file (or one that does not exist); from ``stat`` alone, nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = (
+        (stat.S_ISREG, None),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
 def reason(exc: Exception) -> str:

@@ -60,6 +60,7 @@ def read_sample(path: str | os.PathLike, labels: str | os.PathLike | None = None
         raise ImageReadError(f"Cannot read {path}: {reason(exc)}.") from exc
     if image.pixels.size == 0:
         raise ImageReadError(f"Cannot read {path}: the image is empty.")
+    check_shape(path, image.pixels.shape, image.rgb)
     if labels is not None:
         truth = read_labels(labels)
         if truth.shape != image.shape:
@@ -69,6 +70,29 @@ def read_sample(path: str | os.PathLike, labels: str | os.PathLike | None = None
             )
         image = image.with_labels(truth)
     return image
+
+
+MAX_CHANNELS = 4
+"""A 3-D grey array whose last axis is this short (and shorter than the others) holds channels."""
+
+
+def check_shape(path: Path, shape: tuple[int, ...], rgb: bool) -> None:
+    """ImageReadError unless ``shape`` can be segmented: (Y, X) or a (Z, Y, X) stack, grey or
+    with an RGB(A) last axis; 4-D data and 2-channel (or unmarked colour) images are refused."""
+    dims = "x".join(map(str, shape))
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]  # leading singleton axes (tifffile's lazy arrays keep them)
+    spatial = shape[:-1] if rgb else shape
+    if len(spatial) > 3:
+        raise ImageReadError(
+            f"Cannot read {path}: its data is {len(spatial)}-D ({dims}); give a 2-D image or a "
+            "stack of 2-D images."
+        )
+    if not rgb and len(shape) == 3 and shape[-1] <= MAX_CHANNELS and shape[-1] < min(shape[:2]):
+        raise ImageReadError(
+            f"Cannot read {path}: it holds {shape[-1]} channels ({dims}); give a grey or RGB "
+            "image (e.g. one channel saved on its own)."
+        )
 
 
 def _read_tiff(path: Path) -> Sample:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..sample import Sample
 from .databar import detect_data_bar
-from .files import TIFF_SUFFIXES, ImageReadError, reason
+from .files import TIFF_SUFFIXES, ImageReadError, check_regular, reason
 from .metadata import length_to_nm, tiff_metadata
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
@@ -47,6 +47,7 @@ def read_lazy(path: str | os.PathLike) -> Sample:
         raise ImageReadError(
             f"Cannot read {path} lazily: only TIFF files and OME-Zarr folders can be read lazily."
         )
+    check_regular(path)  # before opening: a named pipe would block
     try:
         return _read_tiff(path)
     except ImageReadError:
@@ -69,7 +70,7 @@ def _read_tiff(path: Path) -> Sample:
     import tifffile
     import zarr
 
-    from .images import read_sample
+    from .images import check_shape, read_sample
 
     with tifffile.TiffFile(path) as tf:
         if not tf.pages or not tf.series:
@@ -81,6 +82,7 @@ def _read_tiff(path: Path) -> Sample:
             return read_sample(path)
         pixels = zarr.open(tf.aszarr(series=0, level=0), mode="r")
     rgb = photometric in (2, 6) and pixels.ndim >= 3 and pixels.shape[-1] in (3, 4)
+    check_shape(path, pixels.shape, rgb)  # before any compute: 4-D or 2-channel data
     metadata: dict[str, Any] = {"source_path": str(path), "rgb": rgb, "lazy": True, **vendor}
     bar = detect_data_bar(pixels, scan_rows=scan_rows, rgb=rgb)
     return Sample(pixels, None, pixel_size_nm, bar, name=path.stem, rgb=rgb, metadata=metadata)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from .atomic import TMP_NAME_LENGTH
 
 CHECK_PREFIX = ".poregrain-check-"
 """Prefix of the empty file that proves a folder writable (removed at once)."""
@@ -43,20 +47,27 @@ def plan_outputs(
     *,
     overwrite: bool = False,
     by_folder: bool = False,
+    each: Sequence[str] | None = None,
+    protect: Iterable[Path | None] = (),
 ) -> list[list[Path]]:
-    """For each input, its output files ``folder/<name><suffix>`` (one per suffix).
+    """For each input, its output files ``folder/<name><suffix>`` (one per suffix; with
+    ``each``, input ``i`` gets the one suffix ``each[i]``, e.g. decided from that file alone).
 
-    Raises OutputError when an input is given twice, two inputs share an output name, or an
-    output exists already and ``overwrite`` is False. Touches nothing on disk.
+    Raises OutputError when an input is given twice, two inputs share an output name, an
+    output would replace one of ``inputs`` or ``protect`` (other files the command reads; with
+    or without ``overwrite``), or an output exists already and ``overwrite`` is False. Touches
+    nothing on disk.
     """
     seen: dict[str, Path] = {}
     plan = []
     for path, name in zip(inputs, output_names(inputs, by_folder=by_folder)):
+        own = [each[len(plan)]] if each else list(suffixes)
         other = seen.get(name)
         if other is not None:
-            raise OutputError(_clash(other, Path(path), folder / f"{name}{suffixes[0]}"))
+            raise OutputError(_clash(other, Path(path), folder / f"{name}{own[0]}"))
         seen[name] = Path(path)
-        plan.append([folder / f"{name}{s}" for s in suffixes])
+        plan.append([folder / f"{name}{s}" for s in own])
+    check_not_inputs(_flat(plan), [*inputs, *protect])
     if not overwrite:
         taken = next((p for p in _flat(plan) if p.exists() or p.is_symlink()), None)
         if taken is not None:
@@ -96,6 +107,66 @@ def check_folder(folder: Path) -> Path:
     return folder
 
 
+def check_names(paths: Iterable[Path]) -> None:
+    """Prove the file system takes each name of ``paths`` (and its fixed-length temporary form):
+    an empty probe file as long as the longest name is created in each folder, then removed.
+
+    OutputError naming the path when a name is too long (or the folder refuses a file).
+    """
+    longest: dict[Path, Path] = {}
+    for p in map(Path, paths):
+        folder = p.parent
+        if folder not in longest or len(os.fsencode(p.name)) > len(
+            os.fsencode(longest[folder].name)
+        ):
+            longest[folder] = p
+    for folder, p in longest.items():
+        _probe(folder, max(len(os.fsencode(p.name)), TMP_NAME_LENGTH), p)
+
+
+def _probe(folder: Path, length: int, path: Path) -> None:
+    probe = folder / (
+        CHECK_PREFIX + secrets.token_hex(length)[: max(0, length - len(CHECK_PREFIX))]
+    )
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return  # a probe of that length exists: the name length is fine
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise OutputError(
+                f"cannot write {path}: its name is {len(os.fsencode(path.name))} bytes, longer "
+                f"than the file system of {folder} allows; choose a shorter name"
+            ) from None
+        raise OutputError(f"cannot write to the output folder {folder}: {_why(exc)}") from None
+    os.unlink(probe)
+
+
+def check_not_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None]) -> None:
+    """OutputError (naming both) when an output path is one of the command's own inputs.
+
+    Checked with and without ``--overwrite``: an input is never written over.
+    """
+    given = [Path(p) for p in inputs if p is not None]
+    for out in map(Path, outputs):
+        hit = next((p for p in given if same_file(out, p)), None)
+        if hit is not None:
+            raise OutputError(
+                f"{out} would be written over the input {hit}; choose another --out or name "
+                "(an input is never replaced, even with --overwrite)"
+            )
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file or folder (links and ``..`` resolved)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def check_space(folder: Path, needed_bytes: float) -> None:
     """OutputError when ``folder``'s disk has less free space than ``needed_bytes``."""
     try:
@@ -125,8 +196,11 @@ def _pixels(shape: tuple[int, ...]) -> int:
 
 
 def image_shape(path: Path) -> tuple[int, ...] | None:
-    """The (Y, X) shape of an image from its header only, or None when it cannot be told."""
+    """The (Y, X) shape of an image from its header only, or None when it cannot be told
+    (never opens anything but a regular file: a named pipe would block)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         if Path(path).suffix.lower() in (".tif", ".tiff"):
             import tifffile
 

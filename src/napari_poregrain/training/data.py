@@ -320,11 +320,15 @@ class CropSampler(torch.utils.data.IterableDataset):
         ]
         self.focus = Corrections(self.regions)
         self.weighted = config.focus_weight != 1 and self.focus.total > 0
+        self.rng: np.random.Generator | None = None  # the stream's, once iterated
+        self.resume_rng: dict | None = None  # a saved ``rng`` state to continue from
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         worker = 0 if info is None else info.id
-        rng = np.random.default_rng([self.config.seed, worker])
+        self.rng = rng = np.random.default_rng([self.config.seed, worker])
+        if self.resume_rng is not None and info is None:  # a resumed run (training.resume)
+            rng.bit_generator.state, self.resume_rng = self.resume_rng, None
         while True:
             yield self.sample(rng)
 

@@ -16,8 +16,9 @@ MIN_LABELLED_SIDE = 16
 """The labelled area of the training images must span at least this many pixels each way."""
 
 
-def check_output(out_path: str | Path, init) -> Path:
-    """``out_path`` as a Path; ValueError/FileExistsError unless it and its log are new."""
+def check_output(out_path: str | Path, init, resuming: bool = False) -> Path:
+    """``out_path`` as a Path; ValueError/FileExistsError unless it and its log are new (or
+    ``resuming``: the resumed run's own)."""
     out_path = Path(out_path)
     if out_path.suffix != ".safetensors":
         raise ValueError(f"{out_path}: a model file must end in .safetensors")
@@ -25,7 +26,7 @@ def check_output(out_path: str | Path, init) -> Path:
         if out_path.resolve() == Path(init.path).resolve():
             raise ValueError(f"{out_path} is the starting model; choose another output name")
     for p in (out_path, log_path_for(out_path)):
-        if p.exists():
+        if p.exists() and not resuming:
             raise FileExistsError(f"{p} already exists; choose another name")
     return out_path
 

@@ -52,6 +52,7 @@ from .focus import corrected_map
 from .guards import check_output, deterministic
 from .loss import SegmentationLoss, adamw, encoder_parameters, freeze_batchnorm, lr_factor
 from .provenance import model_meta, recipe_entry
+from .resume import RunState
 from .validation import evaluate_regions, predict_regions, truth_class_mean
 
 
@@ -79,11 +80,13 @@ class Trainer:
         name: str | None = None,
         half: bool = False,
         provenance: dict | None = None,
+        run: RunState | None = None,
     ) -> None:
         self.config = cfg = copy.deepcopy(config) if config is not None else TrainConfig()
         cfg.validate()
         self.init = init
-        self.out_path = check_output(out_path, init)
+        self.run = run  # resumable: its state is written to (and read from) a run folder
+        self.out_path = check_output(out_path, init, run is not None and run.resuming)
         self.log_path = log_path_for(self.out_path)
         self.progress, self.should_stop = progress, should_stop
         self.half, self.extra = half, dict(provenance or {})
@@ -198,8 +201,10 @@ class Trainer:
         self._start = time.perf_counter()
         with deterministic(self.device, self.config.seed):
             self._setup()
+            if self.run is not None:
+                self.run.begin(self)
             try:
-                if self.init is not None and self.val_regions:
+                if self.init is not None and self.val_regions and self.step == 0:
                     self.validate()  # epoch 0: the starting model is the first candidate
                 self._epochs()
                 self.mixer.settle(self)
@@ -220,18 +225,22 @@ class Trainer:
 
     def _epochs(self) -> None:
         batches = iter(self.loader)
-        self.epoch, self.losses = 1, []
+        if self.step == 0:  # else resumed mid-run
+            self.epoch, self.losses = 1, []
         while self.step < self.total_steps:
             check_stop(self.stop_requested)
             if self.train_step(next(batches)) is None:
                 continue
-            if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
+            validated = self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
+            if validated:
                 self.validate()
                 self.epoch, self.losses = self.epoch + 1, []
                 patience = self.config.patience
                 if patience is not None and self.since_best >= patience:
                     self.result.stopped_early = True
                     break
+            if self.run is not None:
+                self.run.after_step(self, validated)
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float | None:
         """One optimisation step on ``(inputs, targets)``; its loss (None: skipped, not finite)."""

@@ -33,10 +33,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="the model's name as shown in napari (default: the file's name)")
     p.add_argument(
         "--out",
-        required=True,
         type=Path,
         metavar="MODEL.safetensors",
         help="the new model file (never overwritten; its training log goes beside it as .csv)",
+    )
+    _resume_arguments(p)
+
+
+def _resume_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        metavar="RUN",
+        help="a new folder where a long run records itself and saves its state, so that "
+        "--resume RUN continues it after an interruption",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        metavar="N",
+        help="with --run-dir: save the state every N steps (default 50, and after every scoring)",
     )
 
 
@@ -44,6 +60,7 @@ _PATHS = (  # (option, metavar, help, in the one-of group) of the input folders 
     ("--images", "DIR", "folder of the images to learn from", True),
     ("--data-dir", "D", "a folder in the seed data set's layout", True),
     ("--config", "RECIPE", "a training recipe file (TOML)", True),
+    ("--resume", "RUN", "continue the run of --run-dir RUN from its last saved state", True),
     (
         "--labels",
         "DIR",

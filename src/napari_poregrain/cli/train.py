@@ -27,6 +27,7 @@ from pathlib import Path
 from ..sample import Sample
 from . import CliError
 from ._files import files_by_stem, pair_by_stem
+from ._resume import resumed, start
 from ._train_args import CONFIG_OPTIONS, add_arguments
 
 __all__ = ["add_arguments", "read_pair", "run"]
@@ -202,16 +203,19 @@ class _Job:
     name: str | None
     extra: dict = field(default_factory=dict)  # provenance entries
     recipe: object = None
+    run: object = None  # the RunState of a resumable run (--run-dir)
 
 
 def _check_args(args: argparse.Namespace) -> None:
     from ..training.config import log_path_for
 
     out = args.out
+    if out is None:
+        raise CliError("--out MODEL.safetensors is required (the new model file)")
     if out.suffix != ".safetensors":
         raise CliError(f"{out}: the model file must end in .safetensors")
     for path in (out, log_path_for(out)):
-        if path.exists():
+        if path.exists() and args.resume is None:  # a resumed run's own files
             raise CliError(f"{path} already exists; choose another --out (nothing is overwritten)")
     from ..io.outputs import OutputError, check_folder
 
@@ -278,7 +282,7 @@ def _train(job: _Job, args: argparse.Namespace):
             trainer = trainer_type(
                 job.samples, job.cfg, job.model, args.out, val_samples=job.val,
                 progress=reporter, should_stop=ctrl_c.stop_requested, name=job.name,
-                half=args.half, provenance=job.extra,
+                half=args.half, provenance=job.extra, run=job.run,
             )  # fmt: skip
             return trainer.fit()
         except (ValueError, FileExistsError, FloatingPointError) as exc:
@@ -313,8 +317,10 @@ def _print_result(result) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..training.distributed import finish, is_main_process
 
+    args = resumed(args)  # --resume RUN: the run's recorded options
     _check_args(args)
     job = _recipe_job(args) if args.config is not None else _files_job(args)
+    job.run = start(args, job)  # --run-dir: resumable
     try:
         result = _train(job, args)
     finally:

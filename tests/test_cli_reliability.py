@@ -15,6 +15,7 @@ import tifffile
 from PIL import Image
 
 from napari_poregrain.cli import build_parser, command_parsers, main
+from napari_poregrain.io.atomic import short_name
 from napari_poregrain.io.images import write_labels
 from napari_poregrain.io.outputs import (
     OutputError,
@@ -136,8 +137,12 @@ def test_save_error_is_one_sentence_naming_the_file_and_leaves_no_temporary(
     (out / "x.png").mkdir(parents=True)  # a folder where the class map goes: the save fails
     assert _predict(image, "--out", out, "--overwrite", model=tiny_checkpoint) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "poregrain" in line]
-    assert err == [f"poregrain predict: cannot save {out / 'x.png'}: is a directory"]
-    assert _leftovers(out) == []
+    kept = short_name(out / "x.png")  # issue 26: the finished class map is never lost
+    assert err == [
+        f"poregrain predict: cannot save {out / 'x.png'}: is a directory; the class map is "
+        f"kept as {kept}"
+    ]
+    assert _leftovers(out) == [] and kept.is_file()
 
 
 def test_measure_save_error_is_one_sentence(tmp_path, capsys):

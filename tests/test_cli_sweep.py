@@ -7,6 +7,7 @@ refused by name before anything opens or computes them. Each test fails on the c
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -15,10 +16,12 @@ import tifffile
 from PIL import Image
 
 from napari_poregrain.cli import main
+from napari_poregrain.io.atomic import short_name
 from napari_poregrain.io.files import ImageReadError
 from napari_poregrain.io.images import read_sample, write_labels
 from napari_poregrain.io.lazy import read_lazy
 from napari_poregrain.io.outputs import OutputError, check_names, image_shape
+from napari_poregrain.model import load_checkpoint
 from napari_poregrain.synthetic import make_sample
 
 
@@ -43,7 +46,9 @@ def _lines(capsys) -> list[str]:
 # -- inputs never written over ------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "fmt"), [("img.png", "auto"), ("img.tif", "tiff")])
 @pytest.mark.parametrize("overwrite", [True, False])
-def test_predict_never_writes_over_its_input(tiny_checkpoint, tmp_path, capsys, name, fmt, overwrite):
+def test_predict_never_writes_over_its_input(
+    tiny_checkpoint, tmp_path, capsys, name, fmt, overwrite
+):
     image = _image(tmp_path / name)
     before = image.read_bytes()
     flags = ["--overwrite"] if overwrite else []
@@ -64,6 +69,15 @@ def test_measure_never_writes_over_its_inputs(tmp_path, capsys):
     assert table.read_text() == "the user's table" and not (tmp_path / "a_objects.csv").exists()
 
 
+def test_train_never_writes_over_its_starting_model(tiny_checkpoint, tmp_path, capsys):
+    before = tiny_checkpoint.read_bytes()
+    argv = ["train", "--images", str(tmp_path), "--labels", str(tmp_path)]
+    assert main([*argv, "--init", str(tiny_checkpoint), "--out", str(tiny_checkpoint)]) == 2
+    [line] = _lines(capsys)
+    assert line.count(str(tiny_checkpoint)) == 2 and "input" in line
+    assert tiny_checkpoint.read_bytes() == before
+
+
 # -- names proven writable before the compute; nothing lost at save time -------------------------
 def test_a_name_too_long_is_refused_before_the_compute(tmp_path):
     check_names([tmp_path / ("x" * 251 + ".png")])  # 255 bytes: fine, temporary included
@@ -80,8 +94,41 @@ def test_predict_refuses_a_long_name_before_loading_the_model(tmp_path, capsys):
     assert "longer than the file system" in line
 
 
+def test_a_failed_model_save_keeps_the_model_and_says_where(tmp_path, capsys, monkeypatch):
+    from napari_poregrain.training import trainer as trainer_module
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    image, truth = make_sample((96, 96), seed=1)
+    images.mkdir()
+    Image.fromarray(image).save(images / "a.png")
+    write_labels(labels / "a.png", truth)
+    out = tmp_path / "out" / "m.safetensors"
+    monkeypatch.setattr(trainer_module, "save_checkpoint", _FailFor(out, trainer_module))
+    argv = ["train", "--images", images, "--labels", labels, "--init", "scratch", "--out", out]
+    fast = ["--crop", "64", "--batch", "2", "--steps", "2", "--steps-per-epoch", "2"]
+    assert main([*map(str, argv), *fast, "--device", "cpu"]) == 1
+    [line] = _lines(capsys)
+    kept = short_name(out)
+    assert line.endswith(f"the model is kept as {kept}") and str(out) in line
+    assert load_checkpoint(kept).meta.provenance["step"] == 2 and not out.exists()
+
+
+class _FailFor:
+    """``save_checkpoint`` that fails (file name too long) for one path: a save-time failure."""
+
+    def __init__(self, path, module) -> None:
+        self.path, self.save = path, module.save_checkpoint
+
+    def __call__(self, model, path, **kwargs):
+        if path == self.path:
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        return self.save(model, path, **kwargs)
+
+
 # -- non-regular files, one file steering the others ---------------------------------------------
-def test_a_named_pipe_is_refused_by_name_and_the_others_are_done(tiny_checkpoint, tmp_path, capsys):
+def test_a_named_pipe_is_refused_by_name_and_the_others_are_done(
+    tiny_checkpoint, tmp_path, capsys
+):
     pipe = tmp_path / "pipe.tif"
     os.mkfifo(pipe)
     good = _image(tmp_path / "good.tif")
@@ -108,7 +155,9 @@ def test_format_auto_is_decided_per_file(tiny_checkpoint, tmp_path):
 
 
 # -- unsegmentable shapes refused when read ------------------------------------------------------
-@pytest.mark.parametrize(("shape", "words"), [((96, 96, 2), "2 channels"), ((2, 3, 40, 40), "4-D")])
+@pytest.mark.parametrize(
+    ("shape", "words"), [((96, 96, 2), "2 channels"), ((2, 3, 40, 40), "4-D")]
+)
 def test_unsegmentable_shapes_are_refused_when_read(tmp_path, shape, words):
     path = tmp_path / "odd.tif"
     tifffile.imwrite(path, np.zeros(shape, np.uint8))

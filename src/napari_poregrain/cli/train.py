@@ -214,13 +214,19 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CliError("--out MODEL.safetensors is required (the new model file)")
     if out.suffix != ".safetensors":
         raise CliError(f"{out}: the model file must end in .safetensors")
-    for path in (out, log_path_for(out)):
-        if path.exists() and args.resume is None:  # a resumed run's own files
-            raise CliError(f"{path} already exists; choose another --out (nothing is overwritten)")
-    from ..io.outputs import OutputError, check_folder
+    from ..io.outputs import OutputError, check_folder, check_names, check_not_inputs
 
+    inputs = (args.init, args.config, args.images, args.labels, args.val_images, args.val_labels)
+    outputs = (out, log_path_for(out))
     try:
+        check_not_inputs(outputs, [Path(p) for p in (*inputs, args.data_dir) if p is not None])
+        for path in outputs:
+            if path.exists() and args.resume is None:  # a resumed run's own files
+                raise OutputError(
+                    f"{path} already exists; choose another --out (nothing is overwritten)"
+                )
         check_folder(out.parent)  # before hours of training, not after
+        check_names(outputs)
     except OutputError as exc:
         raise CliError(str(exc)) from None
     if (args.val_images is None) != (args.val_labels is None):
@@ -276,6 +282,7 @@ def _train(job: _Job, args: argparse.Namespace):
     from ..training.distributed import trainer_class
 
     trainer_type = trainer_class(job.cfg.device)  # DistributedTrainer under torchrun
+    trainer = None
     with _CtrlC() as ctrl_c:
         reporter = _Reporter()
         try:
@@ -287,11 +294,39 @@ def _train(job: _Job, args: argparse.Namespace):
             return trainer.fit()
         except (ValueError, FileExistsError, FloatingPointError) as exc:
             raise CliError(str(exc)) from None
-        except OSError as exc:  # read-only folder, disk full: the data is safe, say where
-            where = exc.filename or args.out
-            raise CliError(f"could not save to {where}: {exc.strerror or exc}", 1) from None
+        except OSError as exc:  # read-only folder, disk full: keep the model elsewhere, say where
+            kept = _keep_model(trainer)
+            why = f"could not save to {args.out}: {exc.strerror or exc}"
+            raise CliError(why + (f"; the model is kept as {kept}" if kept else ""), 1) from None
         finally:
             reporter.close()
+
+
+def _keep_model(trainer) -> Path | None:
+    """Where the best model so far is after a failed save: the file saved at an earlier epoch,
+    or a short name beside ``--out`` (else the temporary folder); None when nothing is kept."""
+    from ..io.outputs import keep_elsewhere
+
+    if trainer is None or trainer.kept is None:
+        return None
+    if trainer.result.path is not None and trainer.result.path.is_file():
+        return trainer.result.path
+    return keep_elsewhere(trainer.out_path, _SaveAs(trainer))
+
+
+class _SaveAs:
+    """Save a trainer's best weights under another name (for :func:`keep_elsewhere`)."""
+
+    def __init__(self, trainer) -> None:
+        self.trainer = trainer
+
+    def __call__(self, path: Path) -> Path:
+        from ..training.config import log_path_for
+
+        trainer = self.trainer
+        trainer.out_path, trainer.log_path = path, log_path_for(path)
+        trainer.result.log_path = trainer.log_path
+        return trainer.save_best()
 
 
 def _print_result(result) -> None:

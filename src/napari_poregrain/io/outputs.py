@@ -16,10 +16,10 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from .atomic import TMP_NAME_LENGTH
+from .atomic import TMP_NAME_LENGTH, short_name
 
 CHECK_PREFIX = ".poregrain-check-"
 """Prefix of the empty file that proves a folder writable (removed at once)."""
@@ -212,6 +212,18 @@ def image_shape(path: Path) -> tuple[int, ...] | None:
             return (img.height, img.width)
     except Exception:  # an unreadable file is named by the reader later
         return None
+
+
+def keep_elsewhere(target: Path, write: Callable[[Path], Path]) -> Path | None:
+    """After a failed save of ``target``: ``write`` the finished work under a short name
+    (:func:`.atomic.short_name`) beside it, else in the system's temporary folder; the path
+    written, or None when neither takes it."""
+    for folder in (Path(target).parent, Path(tempfile.gettempdir())):
+        try:
+            return write(short_name(target, folder))
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def save_error(path: Path, exc: OSError) -> str:

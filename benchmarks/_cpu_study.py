@@ -207,4 +207,4 @@ def onnxruntime_status() -> str:
 
     if importlib.util.find_spec("onnxruntime") is None:
         return NOT_INSTALLED
-    return "installed but not benchmarked here"
+    return "measured in the backends section"

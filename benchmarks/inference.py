@@ -15,6 +15,9 @@ study       CPU path: plain fp32 forward (NCHW, no_grad) against inference_mode,
             conv-BN folding, bf16 autocast (when the CPU has native bf16), TorchScript freeze,
             oneDNN off, thread counts, ``torch.compile`` (with --compile); speed-up and label
             agreement (fraction of equal argmax pixels) against plain fp32.
+backends    every backend side by side (torch fp32, torch bf16 where native, ONNX Runtime
+            fp32): median s and MP/s of ``predict`` on the SIZE x SIZE image, speed-up over
+            torch fp32, and label agreement with torch fp32 there and on --real images.
 cuda        (only with a CUDA GPU) MP/s and achieved TFLOP/s of large batched bf16 tiles as a
             fraction of --peak-tflops, forward-only and end to end through ``predict``.
 
@@ -29,6 +32,7 @@ import copy
 import functools
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,7 +67,9 @@ from napari_poregrain.inference.tiling import DEFAULT_OVERLAP, layout, overlap_p
 from napari_poregrain.model import LoadedModel
 from napari_poregrain.preprocess import intensity_range, normalize, to_grey
 
-SECTIONS = ("throughput", "ratio", "study", "cuda")
+SECTIONS = ("throughput", "ratio", "study", "backends", "cuda")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeiss-shale-pores"
+REAL_QUICK = Path(__file__).resolve().parents[1] / "tests" / "data" / "zeiss-shale-pores"
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
 
 # option: (full run, --quick)
@@ -107,6 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cuda-size", type=int, help="image side for end-to-end GPU predict (8192)")
     p.add_argument("--cuda-iters", type=int, help="timed forwards per GPU case (10)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="set cudnn.benchmark")
+    p.add_argument("--real", help="real images for agreement (shared Zeiss; --quick: crops)")
     args = p.parse_args(argv)
     for key, (full, quick) in SIZES.items():
         if getattr(args, key) is None:
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         _warm_up(model, device, args.precision)
 
     image = None
-    if {"throughput", "ratio"} & set(args.sections):
+    if {"throughput", "ratio", "backends"} & set(args.sections):
         image = synthetic_image(args.size, args.size)
     if "throughput" in args.sections:
         rows = throughput(models, image, args.tiles, args.batches, device, args.precision, repeat)
@@ -189,30 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             study[label] = rows
         results["cpu_study"] = study
         results["onnxruntime"] = onnxruntime_status()
+    if "backends" in args.sections:
+        results["backends"] = _backends(default, image, device, args)
     if "cuda" in args.sections:
-        if torch.cuda.is_available():
-            cuda_rows = []
-            for label, model, _ in models:
-                cuda_rows += accelerator_figures(
-                    model,
-                    label,
-                    torch.device("cuda"),
-                    tile=args.cuda_tile,
-                    batches=args.cuda_batches,
-                    peak_tflops=args.peak_tflops,
-                    iters=args.cuda_iters,
-                    size=args.cuda_size,
-                    compile_mode=args.compile_mode if args.compile else None,
-                )
-            _show(
-                f"(5) CUDA, bf16, tile {args.cuda_tile}, peak {args.peak_tflops:g} TFLOP/s",
-                cuda_rows,
-                CUDA,
-            )
-            results["cuda"] = {"peak_tflops": args.peak_tflops, "rows": cuda_rows}
-        else:
-            print("\nCUDA: not available on this machine — figures pending")
-            results["cuda"] = "not available on this machine - figures pending"
+        results["cuda"] = _cuda(models, args)
     path = write_results(
         "inference",
         results,
@@ -467,6 +454,47 @@ def accelerator_figures(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _cuda(models, args):
+    """Section (5): CUDA figures, or why there are none."""
+    if torch.cuda.is_available():
+        cuda_rows = []
+        for label, model, _ in models:
+            cuda_rows += accelerator_figures(
+                model,
+                label,
+                torch.device("cuda"),
+                tile=args.cuda_tile,
+                batches=args.cuda_batches,
+                peak_tflops=args.peak_tflops,
+                iters=args.cuda_iters,
+                size=args.cuda_size,
+                compile_mode=args.compile_mode if args.compile else None,
+            )
+        _show(
+            f"(5) CUDA, bf16, tile {args.cuda_tile}, peak {args.peak_tflops:g} TFLOP/s",
+            cuda_rows,
+            CUDA,
+        )
+        return {"peak_tflops": args.peak_tflops, "rows": cuda_rows}
+    else:
+        print("\nCUDA: not available on this machine — figures pending")
+        return "not available on this machine - figures pending"
+
+
+def _backends(model, image, device, args) -> list[dict]:
+    from _backends import BACKENDS, backend_rows, real_images
+
+    real = real_images(args.real or (REAL_QUICK if args.quick else REAL))
+    rows = backend_rows(model, image, real, device, max(args.repeat or 3, 1))
+    _show(
+        f"(4) backends, {args.size}x{args.size} predict, default tile, {len(real)} real images "
+        f"for agreement, {torch.get_num_threads()} threads",
+        rows,
+        BACKENDS,
+    )
+    return rows
 
 
 def _warm_up(model: LoadedModel, device: torch.device, precision: str) -> None:

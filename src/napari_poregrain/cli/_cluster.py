@@ -93,7 +93,7 @@ def run_on_cluster(args: argparse.Namespace, outputs: list[Path] | None = None) 
     model_path = _model_path(args.model)
     options = PredictOptions(
         tile=args.tile, overlap=args.overlap, batch_size=args.batch, device=args.device,
-        precision=args.precision,
+        precision=args.precision, backend=args.backend,
     )  # fmt: skip
     split = SplitOptions(_split_above(args), args.block)
     try:

@@ -180,7 +180,7 @@ class _Scorer:
         args = self.args
         check_truth_values(sample.labels, truth_path, tuple(args.ignore_values))  # before compute
         # options that the shared model arguments may add (e.g. --precision)
-        extra = {"precision": args.precision} if getattr(args, "precision", None) else {}
+        extra = {k: getattr(args, k) for k in ("precision", "backend") if getattr(args, k, None)}
         with TileBar(source.name) as bar:
             pred = predict(
                 sample, self.model, tile=args.tile, overlap=args.overlap,
@@ -222,7 +222,7 @@ def _recipe_report(args: argparse.Namespace) -> dict:
         return validation_report(
             split, model, progress=lambda *_: bar.update(), tile=args.tile,
             overlap=args.overlap, batch_size=args.batch, device=args.device,
-            precision=args.precision,
+            precision=args.precision, backend=args.backend,
         )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..inference.backend import BACKENDS
 from ..inference.predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
 from ..model import CheckpointError, load_checkpoint, resolve_model
 from . import CliError
@@ -93,8 +94,28 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         choices=PRECISIONS,
         help="number precision of the compute: fp32 is exact, bf16/fp16 faster on recent "
-        "hardware; auto takes bf16 where the hardware supports it, else fp32",
+        "hardware; auto takes fp32 on the processor (the same labels whatever the threads or "
+        "batch) and bf16/fp16 on a graphics card",
     )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="what runs the network: torch, or onnxruntime (processor only, fp32; about twice "
+        "as fast as torch fp32 with the same labels); auto takes onnxruntime on the processor "
+        "when its labels match torch, torch on a graphics card",
+    )
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    """Refuse a device, precision and backend that cannot go together, before any compute."""
+    from ..inference.backend import resolve_backend
+    from ..inference.device import resolve_device
+
+    try:
+        resolve_backend(args.backend, resolve_device(args.device), args.precision)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def load_model(args: argparse.Namespace):
@@ -156,7 +177,7 @@ def _stream(path: Path, target: Path, model, args: argparse.Namespace):
             predict_to_file(
                 sample, target, model, tile=args.tile, overlap=args.overlap,
                 batch_size=args.batch, device=args.device, precision=args.precision,
-                progress=bar.update_to,
+                backend=args.backend, progress=bar.update_to,
             )  # fmt: skip
     except OSError as exc:
         return save_error(target, exc), is_fatal(exc)
@@ -171,7 +192,8 @@ def _segment(path: Path, model, args: argparse.Namespace):
     with TileBar(path.name) as bar:
         return predict(
             sample, model, tile=args.tile, overlap=args.overlap, batch_size=args.batch,
-            device=args.device, precision=args.precision, progress=bar.update_to,
+            device=args.device, precision=args.precision, backend=args.backend,
+            progress=bar.update_to,
         ).labels  # fmt: skip
 
 
@@ -204,6 +226,7 @@ class _LabelWriter:
 def run(args: argparse.Namespace) -> int:
     from ..io.images import ImageReadError
 
+    check_backend(args)
     outputs = plan(args)  # names, overwrites, writable folder and space: before any compute
     if args.cluster:
         from ._cluster import run_on_cluster

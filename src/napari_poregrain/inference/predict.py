@@ -24,6 +24,7 @@ from ..preprocess import (
     to_grey,
 )
 from ..sample import Sample
+from .backend import resolve_backend
 from .device import (
     CPU_TILE,
     DEFAULT_TILE,
@@ -64,6 +65,7 @@ def predict(
     batch_size: int | None = None,
     device: str | torch.device = "auto",
     precision: str = "auto",
+    backend: str = "auto",
     return_confidence: bool = False,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
@@ -76,8 +78,9 @@ def predict(
     confidence 0). A bare array with ``content_rows`` is accepted too (see :func:`as_sample`).
     ``tile`` is the nominal tile side (default: see :func:`~.device.default_tile`);
     ``batch_size`` tiles go through the network together (default: 8 on CUDA, 1 elsewhere,
-    where batching gains no speed and costs memory). ``precision`` picks autocast (see
-    :func:`~.device.resolve_precision`; ``fp32`` is exact). ``model`` is left as it was found
+    where batching gains no speed and costs memory). ``precision`` and ``backend`` (``auto``,
+    ``torch``, ``onnxruntime``) pick what computes (see :func:`~.backend.resolve_backend`:
+    by default fp32, on ONNX Runtime on the CPU). ``model`` is left as it was found
     (device, train/eval mode, memory layout). Raises
     :class:`~napari_poregrain.callbacks.Cancelled` when ``should_stop()`` is true.
     ``out`` (a 2-D image only): a sink such as :mod:`napari_poregrain.io.writers`' writers that
@@ -88,14 +91,16 @@ def predict(
     if isinstance(sample.pixels, np.ndarray):  # a lazy image is checked tile by tile
         check_pixels(sample.content())
     dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
+    engine = resolve_backend(backend, dev, precision)
     norm = model.meta.normalization
     n = sample.shape[0] if sample.is_stack else 1
     _check_sink(sample, out, return_confidence)
     labels = None if out is not None else np.zeros((n, sample.height, sample.width), np.uint8)
     conf = np.zeros_like(labels) if return_confidence else None
     with LentModel(model.net, dev) as net:
-        plan = make_plan(net, dev, dtype, sample.rows, sample.width, tile, overlap, batch_size)
+        runner = engine.network(net)
+        plan = make_plan(runner, dev, engine.dtype, sample.rows, sample.width, tile, overlap,
+                         batch_size)  # fmt: skip
         ticker = _Ticker(n * len(plan.ys) * len(plan.xs), progress)
         for z, part in enumerate(sample.slices()):
             check_stop(should_stop)

@@ -40,10 +40,11 @@ class PredictOptions:
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
+    backend: str = "auto"
 
     def keywords(self) -> dict:
         kw = {"tile": self.tile, "batch_size": self.batch_size}
-        kw.update(device=self.device, precision=self.precision)
+        kw.update(device=self.device, precision=self.precision, backend=self.backend)
         if self.overlap is not None:
             kw["overlap"] = self.overlap
         return kw

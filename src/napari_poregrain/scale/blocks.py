@@ -118,12 +118,14 @@ def _block_plan(net, device, options: PredictOptions, shape: tuple[int, int], bl
     one ``predict`` of the whole image, so the same class; the window is the block's halo.
     Returns the plan (tile starts relative to the window) and ``(y0, x0, y1, x1)``.
     """
-    from ..inference.device import resolve_precision
+    from ..inference.backend import resolve_backend
     from ..inference.tiling import DEFAULT_OVERLAP, make_plan
 
     overlap = DEFAULT_OVERLAP if options.overlap is None else options.overlap
-    dtype = resolve_precision(options.precision, device)
-    plan = make_plan(net, device, dtype, *shape, options.tile, overlap, options.batch_size)
+    engine = resolve_backend(options.backend, device, options.precision)
+    runner = engine.network(net)
+    plan = make_plan(runner, device, engine.dtype, *shape, options.tile, overlap,
+                     options.batch_size)  # fmt: skip
     end = min(block.y1, shape[0])
     ys = [y for y in plan.ys if y < end and y + plan.tile_h > block.y0]
     xs = [x for x in plan.xs if x < block.x1 and x + plan.tile_w > block.x0]

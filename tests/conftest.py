@@ -73,6 +73,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory):
+    """Networks exported for ONNX Runtime go to a folder of this run, never the user's cache
+    (an exported ``$NAPARI_POREGRAIN_CACHE_DIR`` is kept, to reuse exports between runs)."""
+    os.environ.setdefault("NAPARI_POREGRAIN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def tiny_model():
     """A seeded, randomly initialised ResNet-18 DeepLabV3+ in eval mode."""

@@ -71,7 +71,7 @@ def test_recipe_split_is_fixed_and_paths_are_relative(recipe_file):
 def test_bad_recipes_are_refused(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[[source]]\nname = 'x'\nimage = 'typo'\n")
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key 'image'.*did you mean 'images'"):
         load_recipe(bad)
     bad.write_text("[train]\ncrop = 64\n")
     with pytest.raises(ValueError, match="no \\[\\[source\\]\\]"):

@@ -20,7 +20,7 @@ Nankai set) are split by sample group, the stem's first ``_`` field:
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,19 +89,22 @@ class Split:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and check a recipe; raise ValueError naming the problem."""
+    """Read and check a recipe against :data:`.recipe_schema.SCHEMA` (before anything it names
+    is read); raise ValueError naming the problem."""
+    from ..io.files import not_regular
+    from .recipe_schema import check_recipe
+
     path = Path(path)
+    kind = not_regular(path)
+    if kind:  # a named pipe would block the read
+        raise ValueError(f"{path}: cannot read the recipe (it is {kind}, not a file)")
     try:
         doc = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the recipe ({exc})") from None
-    known = {f.name for f in fields(Source)}
+    check_recipe(doc, path)
     sources = []
-    for i, raw in enumerate(doc.get("source", [])):
-        unknown = set(raw) - known
-        if unknown or "name" not in raw:
-            what = f"unknown keys {sorted(unknown)}" if unknown else "no name"
-            raise ValueError(f"{path}: source {i + 1} has {what}")
+    for raw in doc.get("source", []):
         src = Source(**raw)
         for attr in ("images", "labels"):
             if getattr(src, attr) is not None:

@@ -25,17 +25,19 @@ from .classes import CLASS_NAMES, IGNORE
 from .io.atomic import atomic_write_bytes, write_exclusive
 from .preprocess import Normalization
 
+# re-exported: the light half of the model module, importable without torch
+from .registry import DEFAULT_MODEL_PATH as DEFAULT_MODEL_PATH
+from .registry import MODEL_DIR_ENV as MODEL_DIR_ENV
+from .registry import CheckpointError as CheckpointError
+from .registry import available_models as available_models
+from .registry import resolve_model as resolve_model
+from .registry import user_model_dir as user_model_dir
+
 ARCHITECTURE = "DeepLabV3Plus"
 FORMAT = "napari-poregrain/checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "poregrain"
-MODEL_DIR_ENV = "NAPARI_POREGRAIN_MODEL_DIR"
-DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.safetensors"
 REFINE_CHANNELS = 16
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message is one sentence."""
 
 
 @dataclass
@@ -95,6 +97,7 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "pixel_size_nm": ((int, float, type(None)), False),
     "name": ((str, type(None)), False),
     "provenance": ((dict, type(None)), False),
+    "head": ((dict, type(None)), False),
 }
 _FIXED = {
     "format": FORMAT,
@@ -145,6 +148,8 @@ class LoadedModel:
     net: torch.nn.Module
     meta: ModelMeta
     path: Path | None = None
+    head: Any = None
+    """An optional pixel head (:class:`napari_poregrain.adapt.head.PixelHead`) over the net."""
 
 
 class RefinedDeepLabV3Plus(smp.DeepLabV3Plus):
@@ -231,6 +236,10 @@ def checkpoint_bytes(model: LoadedModel, *, half: bool = False) -> bytes:
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.net.state_dict().items()
     }
+    if model.head is not None:  # the pixel head: its tensors and JSON (adapt.store)
+        from .adapt.store import attach_head
+
+        attach_head(model, meta, tensors)
     return _st_save(tensors, metadata={METADATA_KEY: json.dumps(meta)})
 
 
@@ -252,11 +261,15 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             f"{path} is not a napari-poregrain model: it has no poregrain metadata"
         )
     try:
-        meta = ModelMeta.from_dict(json.loads(header[METADATA_KEY]))
+        doc = json.loads(header[METADATA_KEY])
+        meta = ModelMeta.from_dict(doc)
         with torch.device("meta"):  # no random initialisation: the weights come from the file
             net = build_model(meta.encoder, meta.refine)
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise CheckpointError(f"{path} is not a napari-poregrain model: {_reason(exc)}") from None
+    from .adapt.store import PREFIX, read_head
+
+    head_tensors = {k: tensors.pop(k) for k in list(tensors) if k.startswith(PREFIX)}
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -274,45 +287,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
             raise CheckpointError(f"{path} holds non-finite weights in {k}")
     state = {k: t.to(expected[k].dtype) for k, t in tensors.items()}
     net.load_state_dict(state, assign=True)
-    return LoadedModel(net.to(device).eval(), meta, path)
-
-
-def user_model_dir() -> Path:
-    """Folder of the user's own (fine-tuned) models; ``$NAPARI_POREGRAIN_MODEL_DIR`` overrides."""
-    env = os.environ.get(MODEL_DIR_ENV)
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("napari-poregrain")) / "models"
-
-
-def available_models() -> dict[str, Path]:
-    """Models to choose from by name: the shipped default first, then the user's models."""
-    models: dict[str, Path] = {}
-    if DEFAULT_MODEL_PATH.is_file():
-        models["default"] = DEFAULT_MODEL_PATH
-    folder = user_model_dir()
-    if folder.is_dir():
-        for p in sorted(folder.glob("*.safetensors")):
-            models.setdefault(p.stem, p)
-    return models
-
-
-def resolve_model(spec: str | os.PathLike | None) -> Path:
-    """Turn ``None``/``"default"``, a registered model name or a path into a file path."""
-    if spec is None or str(spec) == "default":
-        if not DEFAULT_MODEL_PATH.is_file():
-            raise CheckpointError(
-                "no default model is installed yet; pass a checkpoint file with --model"
-            )
-        return DEFAULT_MODEL_PATH
-    path = Path(spec)
-    if path.suffix == "" and not path.exists():
-        named = available_models().get(str(spec))
-        if named is not None:
-            return named
-    return path
+    head = read_head(path, doc.get("head"), head_tensors, net)
+    return LoadedModel(net.to(device).eval(), meta, path, head)
 
 
 def _reason(exc: BaseException) -> str:

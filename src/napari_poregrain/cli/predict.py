@@ -15,9 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..inference.backend import BACKENDS
-from ..inference.predict import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS, predict
-from ..model import CheckpointError, load_checkpoint, resolve_model
+from ..inference.options import BACKENDS, CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS
 from . import CliError
 from ._options import add_inputs_and_out, add_output_arguments, fraction, positive_int, tile_side
 from ._progress import TileBar
@@ -118,11 +116,42 @@ def check_backend(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Option combinations refused at parse time (a tile and overlap leaving no step)."""
+    from ._options import check_tiling
+
+    check_tiling(args)
+
+
 def load_model(args: argparse.Namespace):
+    """The model of ``--model``: its cached ONNX Runtime export alone when that is what runs
+    (no torch network built: a quick start), else the checkpoint loaded and checked."""
+    from ..inference.backend import cached_model
+    from ..registry import CheckpointError, resolve_model
+
     try:
-        return load_checkpoint(resolve_model(args.model))
+        path = resolve_model(args.model)
+        fast = cached_model(path, args.backend, args.device)
+        if fast is not None:
+            return fast
+        from ..model import load_checkpoint
+
+        return load_checkpoint(path)
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
+
+
+def remember_export(model, args: argparse.Namespace) -> None:
+    """After a run on ONNX Runtime, note the checkpoint's export for the next quick start."""
+    from ..inference.backend import OnnxModel, resolve_backend
+    from ..inference.device import resolve_device
+    from ..inference.onnx import remember_file
+
+    if isinstance(model, OnnxModel) or model.path is None or getattr(model, "head", None):
+        return
+    engine = resolve_backend(args.backend, resolve_device(args.device), args.precision)
+    if engine.name == "onnxruntime":
+        remember_file(model.path, model.net)
 
 
 def plan(args: argparse.Namespace) -> list[Path]:
@@ -186,6 +215,7 @@ def _stream(path: Path, target: Path, model, args: argparse.Namespace):
 
 def _segment(path: Path, model, args: argparse.Namespace):
     """The class map of one image; an unreadable image raises (the caller names it)."""
+    from ..inference.predict import predict
     from ..io.lazy import open_sample
 
     sample = open_sample(path, lazy=False)
@@ -224,8 +254,6 @@ class _LabelWriter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.images import ImageReadError
-
     check_backend(args)
     outputs = plan(args)  # names, overwrites, writable folder and space: before any compute
     if args.cluster:
@@ -233,6 +261,14 @@ def run(args: argparse.Namespace) -> int:
 
         return run_on_cluster(args, outputs)
     model = load_model(args)
+    code = _run_all(args, outputs, model)
+    remember_export(model, args)
+    return code
+
+
+def _run_all(args: argparse.Namespace, outputs: list[Path], model) -> int:
+    from ..io.images import ImageReadError
+
     failures = 0
     for i, (path, target) in enumerate(zip(args.images, outputs)):
         try:

@@ -1,17 +1,7 @@
-"""Tiled inference: devices and precision (``device``), the tile plan and streamed blending
-(``tiling``), and ``predict`` (Sample in, class map out)."""
+"""Tiled inference: the choices (``options``, light), devices and precision (``device``), the
+backends (``backend``, ``onnx``: ONNX Runtime on the CPU), the tile plan and streamed blending
+(``tiling``), and ``predict`` (Sample in, class map out).
 
-from .device import CPU_TILE, DEFAULT_TILE, PRECISIONS, available_devices, resolve_device
-from .predict import Prediction, predict
-from .tiling import DEFAULT_OVERLAP
-
-__all__ = [
-    "CPU_TILE",
-    "DEFAULT_OVERLAP",
-    "DEFAULT_TILE",
-    "PRECISIONS",
-    "Prediction",
-    "available_devices",
-    "predict",
-    "resolve_device",
-]
+Nothing is imported here, so ``inference.options`` costs no torch import: take names from the
+submodules (``from napari_poregrain.inference.predict import predict``).
+"""

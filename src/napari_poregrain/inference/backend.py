@@ -14,14 +14,20 @@ Engine module: no Qt, no napari.
 
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from .device import resolve_precision
+from .onnx import OnnxNet
 from .onnx import available as onnxruntime_available
+from .options import BACKENDS
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+__all__ = ["BACKENDS", "Backend", "OnnxModel", "available_backends", "cached_model"]
+__all__ += ["resolve_backend"]
 
 
 def available_backends() -> list[str]:
@@ -46,6 +52,10 @@ class Backend:
 
         ``net`` must be lent (eval mode, on its device), as ``predict`` does.
         """
+        if isinstance(net, OnnxNet):
+            if self.name != "onnxruntime":
+                raise ValueError(f"this model was loaded for onnxruntime only, not {self.name}")
+            return net
         if self.name == "torch":
             return net
         from .onnx import onnx_net
@@ -86,3 +96,52 @@ def resolve_backend(
     if dtype == torch.float32 and onnxruntime_available():
         return Backend("onnxruntime", dtype, fallback=True)
     return Backend("torch", dtype)
+
+
+@dataclass
+class _Meta:
+    normalization: object
+    name: str = ""
+
+
+@dataclass
+class OnnxModel:
+    """A checkpoint run by ONNX Runtime alone, no torch network built (nor segmentation-models
+    imported): ``predict`` takes it in place of a :class:`~..model.LoadedModel`."""
+
+    net: OnnxNet
+    meta: _Meta
+    path: Path
+    head: None = None
+
+
+def cached_model(path, backend: str = "auto", device: str = "auto") -> OnnxModel | None:
+    """The checkpoint at ``path`` as an :class:`OnnxModel` when ``backend`` and ``device``
+    resolve to ONNX Runtime and its export is cached (see :func:`.onnx.remember_file`), else
+    None: load it with :func:`~..model.load_checkpoint` then. ``auto`` also needs the export to
+    have passed its check; a model with an adaptation head always takes the torch path."""
+    from ..preprocess import Normalization
+    from .device import resolve_device
+    from .onnx import cached_for_file
+
+    try:
+        if resolve_backend(backend, resolve_device(device)).name != "onnxruntime":
+            return None
+        doc = _header(path)
+        if doc.get("head"):
+            return None
+        norm = Normalization.from_dict(doc.get("normalization") or {})
+        net = cached_for_file(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if net is None or (backend == "auto" and not net.exact):
+        return None
+    return OnnxModel(net, _Meta(norm, str(doc.get("name") or "")), Path(path))
+
+
+def _header(path) -> dict:
+    """The poregrain metadata of a safetensors file, read from its JSON header alone."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(min(n, 1 << 24)))
+    return json.loads(header["__metadata__"]["poregrain"])

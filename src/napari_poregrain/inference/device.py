@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-DEFAULT_TILE = 1024
-"""Tile side on a GPU: big tiles keep it busy."""
-CPU_TILE = 768
-"""Tile side on the CPU: the same speed as 1024 at about half the working memory."""
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from .options import CPU_TILE, DEFAULT_TILE, PRECISIONS
+
+__all__ = ["CPU_TILE", "DEFAULT_TILE", "PRECISIONS", "LentModel", "autocast", "forward"]
+__all__ += ["available_devices", "default_batch", "default_tile", "resolve_device"]
+__all__ += ["resolve_precision"]
 
 
 def _mps_available() -> bool:
@@ -105,14 +105,17 @@ class LentModel:
     def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
         self.net = net
         self.device = device
-        self._modes = [(m, m.training) for m in net.modules()]
+        modules = list(net.modules()) if isinstance(net, torch.nn.Module) else []
+        self._modes = [(m, m.training) for m in modules]
         self._layouts = [
             (m, name, t.device, t.stride())
-            for m in net.modules()
+            for m in modules
             for name, t in (*m.named_parameters(recurse=False), *m.named_buffers(recurse=False))
         ]
 
     def __enter__(self) -> torch.nn.Module:
+        if not isinstance(self.net, torch.nn.Module):  # an ONNX Runtime network: nothing to lend
+            return self.net
         self.net.to(self.device).eval()
         if self.device.type != "mps":
             self.net.to(memory_format=torch.channels_last)

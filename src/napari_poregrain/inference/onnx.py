@@ -129,6 +129,50 @@ def onnx_net(net: torch.nn.Module, threads: int | None = None) -> OnnxNet:
     return _CACHE.get(net, threads or torch.get_num_threads())
 
 
+def file_digest(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def remember_file(path, net: torch.nn.Module) -> None:
+    """Note that the checkpoint file at ``path`` holds ``net``'s weights, so a later process
+    can run its cached export without building the torch network (:func:`cached_for_file`).
+
+    Call it only for a network loaded from ``path`` and not changed since.
+    """
+    from ..io.atomic import atomic_write_bytes
+
+    alias = cache_dir() / "by-file" / f"{file_digest(path)}.key"
+    key = _CACHE.key(net)
+    try:
+        if not (alias.is_file() and alias.read_text() == key):
+            atomic_write_bytes(alias, key.encode())
+    except OSError:  # only a shortcut for the next run
+        pass
+
+
+def cached_for_file(path, threads: int | None = None) -> OnnxNet | None:
+    """The cached export of the checkpoint file at ``path``, or None when there is none yet
+    (see :func:`remember_file`) or it is missing, corrupt or holds another network."""
+    alias = cache_dir() / "by-file" / f"{file_digest(path)}.key"
+    try:
+        key = alias.read_text().strip()
+    except OSError:
+        return None
+    if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+        return None
+    threads = threads or torch.get_num_threads()
+    with _CACHE.lock:
+        found = _CACHE.nets.get((key, threads)) or _load(cache_dir() / f"{key}.onnx", key, threads)
+        if found is not None:
+            _CACHE.nets[(key, threads)] = found
+    return found
+
+
 def _load_or_export(net: torch.nn.Module, key: str, threads: int) -> OnnxNet:
     path = cache_dir() / f"{key}.onnx"
     found = _load(path, key, threads)
@@ -137,7 +181,10 @@ def _load_or_export(net: torch.nn.Module, key: str, threads: int) -> OnnxNet:
     from ..io.atomic import atomic_write_bytes
 
     data, exact = _export(net, key)
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError:  # a read-only or full cache: run from memory, export again next time
+        return OnnxNet(_session(data, threads), exact, key)
     return OnnxNet(_session(path, threads), exact, key)
 
 

@@ -8,13 +8,12 @@ model is lent for the call and handed back as it was (see :class:`.device.LentMo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 from ..callbacks import ProgressFn, StopFn, check_stop
-from ..model import LoadedModel
 from ..preprocess import (
     Normalization,
     check_pixels,
@@ -38,6 +37,9 @@ from .device import (
     resolve_precision,
 )
 from .tiling import DEFAULT_OVERLAP, Plan, blend_tiles, make_plan, padded
+
+if TYPE_CHECKING:  # torch-free at import for the command line: the model module needs smp
+    from ..model import LoadedModel
 
 __all__ = ["LabelSink", "Prediction", "as_sample", "predict"]
 # re-exported: the widgets, the CLI and the benchmarks import these from here
@@ -90,6 +92,14 @@ def predict(
     sample = as_sample(image, content_rows)
     if isinstance(sample.pixels, np.ndarray):  # a lazy image is checked tile by tile
         check_pixels(sample.content())
+    if getattr(model, "head", None) is not None:  # a pixel head over the network (adapt/)
+        from ..adapt.apply import predict_with_head
+
+        _check_sink(sample, out, return_confidence)
+        return predict_with_head(
+            sample, model, device=device, return_confidence=return_confidence,
+            progress=progress, should_stop=should_stop, out=out,
+        )  # fmt: skip
     dev = resolve_device(device)
     engine = resolve_backend(backend, dev, precision)
     norm = model.meta.normalization

@@ -19,11 +19,10 @@ import torch
 from ..callbacks import StopFn, check_stop
 from ..classes import N_CLASSES
 from .device import default_batch, default_tile, forward
+from .options import DEFAULT_OVERLAP
 
 MULTIPLE = 16
 """DeepLabV3+ (output stride 16) needs tile sides divisible by this."""
-DEFAULT_OVERLAP = 0.0625
-"""Overlap of neighbouring tiles, as a fraction of the nominal tile side."""
 
 
 def round_up(n: int, multiple: int = MULTIPLE) -> int:

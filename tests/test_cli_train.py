@@ -119,8 +119,10 @@ def test_problems_are_one_line_and_write_nothing(capsys, tmp_path, folders):
     assert rc == 2 and "nope" in err
     rc, _, err = _run(capsys, *common, "--init", tmp_path / "missing.safetensors")
     assert rc == 2 and "missing.safetensors" in err
-    rc, _, err = _run(capsys, *common, "--init", "scratch", "--crop", "40")
-    assert rc == 2 and "multiple of 16" in err  # (a crop larger than the image is padded)
+    with pytest.raises(SystemExit) as info:  # refused at parse time (issue 26)
+        _run(capsys, *common, "--init", "scratch", "--crop", "40")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "multiple of 16" in err  # (a larger crop is padded)
     (labels / "a.png").rename(labels / "zzz.png")
     rc, _, err = _run(capsys, *common, "--init", "scratch")
     assert rc == 2 and "a.png" in err and "no label file" in err

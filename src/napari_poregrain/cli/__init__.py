@@ -42,19 +42,29 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args, command: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.command = command
+        self.check = None  # the module's check_args(args): option combinations, at parse time
+        self.argv: list[str] = []
 
     def load(self) -> CommandParser:
-        """Import the command's module once: its options and its ``run``."""
+        """Import the command's module once: its options, its ``run`` and its ``check_args``."""
         if self.command is not None:
             module = importlib.import_module(f"{__name__}.{self.command}")
             self.command = None
             module.add_arguments(self)
             self.set_defaults(_run=module.run)
+            self.check = getattr(module, "check_args", None)
         return self
 
     def parse_known_args(self, args=None, namespace=None):
         self.load()
-        return super().parse_known_args(args, namespace)
+        self.argv = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(args, namespace)
+        if self.check is not None:
+            try:
+                self.check(parsed)  # e.g. --tile 16 --overlap 0.99: no step between tiles
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                self.error(str(exc))
+        return parsed, extras
 
     def format_help(self) -> str:
         self.load()
@@ -64,16 +74,44 @@ class CommandParser(argparse.ArgumentParser):
         """argparse's usage + one line; a range check reads ``--batch must be ≥ 1, not 0``."""
         message = _RANGE.sub(r"\1 must be", message)
         message = _OPTION.sub(r"\1:", message)  # "argument --tile: ..." -> "--tile: ..."
-        return super().error(message)
+        return super().error(message + _hint(message, self.argv, self._option_string_actions))
 
     def format_usage(self) -> str:
         self.load()
         return super().format_usage()
 
 
+def _hint(message: str, argv: list[str], options) -> str:
+    """How to write it when a value starting with ``-`` was read as an option."""
+    if "expected one argument" in message:
+        option = message.split(":", 1)[0].strip()
+        if option in argv[:-1]:
+            value = argv[argv.index(option) + 1]
+            if value.startswith("-"):
+                return f" ({value} reads as an option: write {option}={value})"
+    if "unrecognized arguments:" in message:
+        tokens = message.split("unrecognized arguments:", 1)[1].split()
+    elif "arguments are required" in message:
+        tokens = [a for a in argv if a.split("=")[0] not in options]
+    else:
+        return ""
+    stray = [t for t in tokens if t.startswith("-") and _looks_like_a_file(t)]
+    if stray:
+        return (
+            f" ({stray[0]} reads as an option: a file name starting with '-' goes after --, "
+            f"e.g. -- {stray[0]})"
+        )
+    return ""
+
+
+def _looks_like_a_file(token: str) -> bool:
+    """``-x.tif``, ``-scan``, ``--a/b.png``: a name, not a misspelt ``--option``."""
+    return not token.startswith("--") or "." in token or "/" in token
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``poregrain`` parser; a command's module is imported only when that command runs."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="poregrain",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -74,7 +74,7 @@ class Number:
 
 
 def _num(x: float) -> str:
-    return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
 
 
 positive_int = Number(int, 1)
@@ -132,3 +132,27 @@ def add_inputs_and_out(
     """A batch command's input files (one or more) and its required ``--out`` folder."""
     p.add_argument(name, nargs="+", type=Path, metavar=metavar, help=inputs_help)
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help=out_help)
+
+
+seed = Number(int, 0, 2**32 - 1)
+"""A random seed: 0 to 2³²-1 (what every generator in the run accepts)."""
+
+
+def check_tiling(args: argparse.Namespace) -> None:
+    """ArgumentTypeError when ``--tile`` and ``--overlap`` leave less than one network stride
+    (16 pixels) between tiles; the default tile (768 or 1024 px) is checked at its smaller size."""
+    from ..inference.options import CPU_TILE, DEFAULT_TILE
+
+    stride = 16  # the network's output stride: tiles are multiples of it
+
+    overlap = getattr(args, "overlap", None)
+    if overlap is None:
+        return
+    tile = getattr(args, "tile", None) or min(CPU_TILE, DEFAULT_TILE)
+    step = tile - round(tile * overlap)
+    if step < stride:
+        given = f"--tile {tile}" if getattr(args, "tile", None) else f"the default tile {tile}"
+        raise argparse.ArgumentTypeError(
+            f"--overlap {overlap:g} with {given} leaves {step} pixels between tiles; at least "
+            f"{stride} are needed (lower --overlap or raise --tile)"
+        )

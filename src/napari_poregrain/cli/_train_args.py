@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import Number, non_negative_float, non_negative_int, positive_float, positive_int
+from ._options import (
+    Number,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 from ._options import share as share_type
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -201,7 +208,10 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
         help="where to compute: auto picks a GPU when there is one",
     )
     p.add_argument(
-        "--seed", type=int, metavar="N", help="random seed: the same seed repeats a run exactly"
+        "--seed",
+        type=seed,
+        metavar="N",
+        help="random seed, 0 to 4294967295: the same seed repeats a run exactly",
     )
     p.add_argument(
         "--workers",
@@ -209,3 +219,18 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="extra processes preparing patches (default 0: none)",
     )
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """ValueError naming the first unusable combination of the settings given as options
+    (``--scale-range 2 1``, ``--crop 100``, ``--mix 0``), checked on the defaults at parse time."""
+    from ..training.config import TrainConfig
+
+    cfg = TrainConfig()
+    for dest, name in CONFIG_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            setattr(cfg, name, tuple(value) if dest == "scale_range" else value)
+    if cfg.patience == 0:
+        cfg.patience = None  # --patience 0: never stop early
+    cfg.validate()

@@ -98,6 +98,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Option combinations refused at parse time (a tile and overlap leaving no step)."""
+    from ._options import check_tiling
+
+    check_tiling(args)
+
+
 def check_truth_values(labels: np.ndarray, path: Path, allowed: tuple[int, ...] = ()) -> None:
     """CliError naming ``path`` and its values when a reference holds values not in 0/1/2/255."""
     import numpy as np

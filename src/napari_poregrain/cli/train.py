@@ -34,6 +34,13 @@ __all__ = ["add_arguments", "read_pair", "run"]
 from ._seed import seed_split
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The settings given as options, checked together at parse time (before any reading)."""
+    from ._train_args import check_settings
+
+    check_settings(args)
+
+
 def _folder_pairs(images: Path, labels: Path | None, option: str) -> list[tuple[str, Path, Path]]:
     from ..io.images import IMAGE_SUFFIXES, LABEL_SUFFIXES
 

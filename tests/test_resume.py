@@ -92,7 +92,7 @@ def test_state_is_one_safetensors_file_with_json_scalars(tmp_path):
     with safe_open(str(tmp_path / "run" / "state.safetensors"), "pt") as f:
         state = json.loads(f.metadata()["state"])
         keys = set(f.keys())
-    assert state["step"] == 1 and state["sampler_rng"]["bit_generator"] == "PCG64"
+    assert state["step"] == 2 and state["sampler_rng"]["bit_generator"] == "PCG64"
     assert "rng.torch" in keys and any(k.startswith("adamw.") for k in keys)
 
 

@@ -78,8 +78,9 @@ class RunState:
             self.restore(trainer)
 
     def after_step(self, trainer, validated: bool) -> None:
-        """Write the state every ``every`` steps and after a validation (not at the end)."""
-        if trainer.step < trainer.total_steps and (validated or trainer.step % self.every == 0):
+        """Write the state every ``every`` steps and after every validation (the last too: its
+        weights stay readable even when the run saves no better epoch)."""
+        if validated or (trainer.step % self.every == 0 and trainer.step < trainer.total_steps):
             self.save(trainer)
 
     def save(self, trainer) -> Path:

@@ -40,6 +40,7 @@ def test_impossible_choices_are_one_sentence(args, words):
         resolve_backend(*args)
 
 
+@pytest.mark.slow
 def test_onnxruntime_labels_equal_torch_fp32_on_a_real_image(shipped, real_data):
     sample = read_sample(real_data("zeiss-shale-pores") / "images" / "train_4.tif")
     ort = predict(sample, shipped, backend="onnxruntime", tile=256).labels
@@ -94,6 +95,7 @@ def test_weights_changed_in_place_get_their_own_export(tiny_model, tmp_path, mon
     assert after != before and after == onnx.network_key(net)
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_onnxruntime_bf16_run_before_any_compute(tiny_checkpoint, tmp_path):
     import subprocess
     import sys

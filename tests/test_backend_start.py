@@ -47,6 +47,7 @@ def test_a_remembered_checkpoint_runs_without_its_torch_network(
     assert cached_model(tiny_checkpoint) is None
 
 
+@pytest.mark.slow
 def test_the_cli_starts_from_the_cached_export_on_its_second_run(tiny_checkpoint, tmp_path):
     from napari_poregrain.io.images import write_labels
 

@@ -60,6 +60,22 @@ def test_inference_quick_run_writes_every_section(bench, tmp_path, capsys):
         assert "figures pending" in res["cuda"] and "figures pending" in printed
 
 
+def test_gpu_script_without_cuda_is_one_line(bench, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the script measures instead")
+    assert bench("gpu").main(["--quick"]) == 0
+    assert capsys.readouterr().out.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_startup_quick_run_times_every_case(bench, tmp_path):
+    startup = bench("startup")
+    assert startup.main(["--quick", "--repeat", "1", "--files", "2", "--out", str(tmp_path)]) == 0
+    rows = {r["case"]: r for r in _doc(tmp_path / "startup.quick.json")["rows"]}
+    assert {"predict --help", "first (export)", "one file, export cached", "2 files"} <= set(rows)
+    assert all(r["wall"] > 0 for r in rows.values())
+
+
 def test_cuda_figures_code_path_runs_on_cpu(bench, tiny_model):
     """The GPU section's code, run on the CPU so it cannot rot before a GPU sees it."""
     inference = bench("inference")

@@ -44,6 +44,7 @@ def test_onnx_logits_are_bit_identical_across_threads_and_batch(tiny_model):
     assert torch.equal(one, batched)
 
 
+@pytest.mark.slow
 def test_default_labels_do_not_depend_on_threads_or_batch(shipped, real_data):
     sample = read_sample(real_data("zeiss-shale-pores") / "images" / "train_4.tif")
     runs = []
@@ -53,6 +54,7 @@ def test_default_labels_do_not_depend_on_threads_or_batch(shipped, real_data):
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
 
 
+@pytest.mark.slow
 def test_blocks_give_the_labels_of_one_process(shipped, real_data, tmp_path):
     zarr = pytest.importorskip("zarr")
     from napari_poregrain.preprocess import intensity_range

@@ -36,3 +36,21 @@ def test_column_names_and_scale_factors():
     assert scale_factor("area", 0.25) == pytest.approx(0.0625)
     assert scale_factor("major_axis", 0.25) == 0.25
     assert scale_factor("orientation_deg", 0.25) == 1.0
+
+
+# -- issue 26: "13.96Mm" was read as millimetres, "13.96Nm" as nanometres, 1e-300nm accepted ----
+@pytest.mark.parametrize("text", ["13.96Mm", "13.96Nm", "13.96 NM", "5 UM", "2 PM", "3 parsecs"])
+def test_units_are_case_sensitive_and_unknown_ones_refused(text):
+    with pytest.raises(ValueError, match="unknown unit .*case-sensitive"):
+        parse_pixel_size(text)
+
+
+@pytest.mark.parametrize("text", ["1e-300nm", "0.5pm", "2mm", "1e300 nm", "1.5m"])
+def test_a_pixel_size_outside_1_pm_to_1_mm_is_refused(text):
+    with pytest.raises(ValueError, match="outside 1 pm to 1 mm"):
+        parse_pixel_size(text)
+
+
+def test_the_physical_range_ends_are_accepted():
+    assert parse_pixel_size("1pm") == pytest.approx(1e-3)
+    assert parse_pixel_size("1mm") == pytest.approx(1e6) and parse_pixel_size("2 Å") == 0.2

@@ -27,17 +27,34 @@ COLUMN_KINDS = {
 """Per-object columns with a physical size: ``"area"`` scales with the pixel area."""
 
 
-def parse_pixel_size(text: str) -> float:
-    """``"13.96nm"``, ``"0.01396 µm"``, ``"0.014um"`` -> nanometres; ValueError otherwise."""
-    from ..io.images import length_to_nm
+SI_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "μm": 1e3, "um": 1e3, "mm": 1e6, "m": 1e9}
+"""Length units of a typed pixel size, case-sensitive as SI writes them (``mm`` is not ``Mm``)."""
+PIXEL_SIZE_RANGE_NM = (1e-3, 1e6)
+"""A pixel size outside 1 pm .. 1 mm is a typing error, not an image."""
 
+
+def parse_pixel_size(text: str) -> float:
+    """``"13.96nm"``, ``"0.01396 µm"``, ``"0.014um"`` -> nanometres; ValueError otherwise.
+
+    Units are case-sensitive (:data:`SI_NM`: ``Mm`` or ``NM`` are refused, not read as ``mm`` or
+    ``nm``), and the size must lie in :data:`PIXEL_SIZE_RANGE_NM` (1 pm to 1 mm).
+    """
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9.]+)\s*", str(text))
-    nm = length_to_nm(m.group(1), m.group(2)) if m else None
-    if nm is None:
+    if m is None:
         raise ValueError(
             f"cannot read the pixel size {text!r}: give a positive number with a unit, "
             "e.g. 13.96nm or 0.01396um"
         )
+    unit = m.group(2).replace("\u212b", "Å")  # the angstrom sign
+    if unit not in SI_NM:
+        raise ValueError(
+            f"cannot read the pixel size {text!r}: unknown unit {unit!r} (units are "
+            f"case-sensitive: {', '.join(SI_NM)})"
+        )
+    nm = float(m.group(1)) * SI_NM[unit]
+    low, high = PIXEL_SIZE_RANGE_NM
+    if not low <= nm <= high:
+        raise ValueError(f"the pixel size {text.strip()} is outside 1 pm to 1 mm")
     return nm
 
 

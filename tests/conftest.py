@@ -90,3 +90,20 @@ def tiny_model():
 @pytest.fixture
 def tiny_checkpoint(tiny_model, tmp_path) -> Path:
     return save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
+
+
+DOCK_NAMES = {
+    "SegmentWidget": "Segment pores and grains",
+    "MeasureWidget": "Measure",
+    "IoUReportWidget": "IoU report",
+    "FinetuneWidget": "Fine-tune on corrections",
+}
+"""The Plugins-menu name of each dock (napari.yaml's widgets)."""
+
+
+def plugin_dock(viewer, cls):
+    """The dock of class ``cls`` opened as the Plugins menu opens it: napari builds it with a
+    ``PublicOnlyProxy`` of the viewer, which a dock built by hand never sees."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-poregrain", DOCK_NAMES[cls.__name__])
+    assert isinstance(widget, cls), type(widget)
+    return widget

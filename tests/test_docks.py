@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import plugin_dock
 
 from napari_poregrain._widgets._base import TaskDock
 from napari_poregrain._widgets._plots import SizeLegend, size_norm
@@ -60,8 +61,7 @@ def test_closing_a_dock_cancels_its_run(make_napari_viewer, qtbot):
 def test_closing_the_segment_dock_stops_segmenting(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(make_sample((1536, 1536), seed=0)[0], name="sem")
-    dock = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(dock)
+    dock = plugin_dock(viewer, SegmentWidget)
     dock.run()
     assert dock.busy
     viewer.window.remove_dock_widget(dock)
@@ -73,8 +73,7 @@ def test_closing_the_segment_dock_stops_segmenting(make_napari_viewer, qtbot):
 def test_every_dock_fits_a_1000_px_screen_and_wraps_status(make_napari_viewer, cls):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.uint8), name="sem")
-    dock = cls(viewer)
-    viewer.window.add_dock_widget(dock)
+    dock = plugin_dock(viewer, cls)
     # napari's window, menus and title bars leave a dock about 900 px of a 1000-px screen
     assert dock.minimumSizeHint().height() < 500
     width = dock.minimumSizeHint().width()
@@ -90,8 +89,7 @@ def test_iou_report_bar_moves_in_layer_mode(make_napari_viewer, qtbot):
     viewer.add_labels((truth == 1).astype(np.uint8), name="grains")
     viewer.add_labels((truth == 2).astype(np.uint8), name="pores")
     viewer.add_labels(truth, name="truth")
-    dock = IoUReportWidget(viewer)
-    viewer.window.add_dock_widget(dock)
+    dock = plugin_dock(viewer, IoUReportWidget)
     dock._ref_mode.value = REF_MAP
     dock._ref_map.value = viewer.layers["truth"]
     dock.compute()

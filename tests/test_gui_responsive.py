@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import plugin_dock
 
 from napari_poregrain.synthetic import make_sample
 
@@ -119,8 +120,7 @@ def test_segment_on_a_lazy_image_keeps_the_event_loop_responsive(
     viewer = make_napari_viewer(show=True)
     data = lazy_sem(tmp_path / "big.tif", 3000)
     viewer.add_image(data, name="big", contrast_limits=(0, 255), multiscale=False)
-    w = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = plugin_dock(viewer, SegmentWidget)
     w.select_model(tiny_checkpoint)
     w._tile.value, w._device.value = 512, "cpu"
     w._store.value = tmp_path / "stores"

@@ -30,7 +30,8 @@ def _check_pair(layers, class_map, scale_um):
     assert [ly.name for ly in layers] == ["grains", "pores"]
     for layer, cls in ((grains, 1), (pores, 2)):
         assert isinstance(layer, Labels)
-        np.testing.assert_array_equal(layer.data, (class_map == cls).astype(np.uint8))
+        expected = np.where(class_map == 255, 255, class_map == cls).astype(np.uint8)
+        np.testing.assert_array_equal(layer.data, expected)  # unlabelled stays 255 in both
         assert tuple(layer.scale) == pytest.approx((scale_um, scale_um))
         colour = layer.colormap.map(np.array([1]))[0]
         np.testing.assert_allclose(colour[:3], _rgb(LAYER_COLOURS[cls]), atol=1e-6)
@@ -68,7 +69,8 @@ def test_real_labels_folder_next_to_images_folder():
     assert image_for(label_path) == folder / "images" / "train_1.tif"
     grains, pores = napari_get_reader(str(label_path))(str(label_path))
     truth = read_labels(label_path)
-    np.testing.assert_array_equal(pores[0], truth == 2)
+    np.testing.assert_array_equal(pores[0], np.where(truth == 255, 255, truth == 2))
+    assert grains[1]["metadata"]["image"] == "train_1"
     assert grains[1]["scale"] == pytest.approx([0.01396, 0.01396])
     assert grains[1]["units"] == ["micrometer", "micrometer"] and grains[2] == "labels"
 
@@ -80,7 +82,7 @@ def test_label_file_without_an_image_opens_unscaled(tmp_path):
     )
     assert g_kw["scale"] == [1.0, 1.0] and "units" not in g_kw
     assert p_kw["metadata"]["image_path"] is None
-    np.testing.assert_array_equal(p_data, CLASS_MAP == 2)
+    np.testing.assert_array_equal(p_data, np.where(CLASS_MAP == 255, 255, CLASS_MAP == 2))
 
 
 def test_only_label_files_go_to_the_label_reader(tmp_path):
@@ -99,3 +101,30 @@ def test_bad_label_files_say_why_in_one_sentence(tmp_path):
     write_labels(tmp_path / "big_labels.png", CLASS_MAP)
     with pytest.raises(ImageReadError, match=r"4x3 pixels but the image big.tif is 6x5"):
         napari_get_reader(str(tmp_path / "big_labels.png"))(str(tmp_path / "big_labels.png"))
+
+
+def test_unlabelled_pixels_are_neither_trained_nor_scored(make_napari_viewer, tmp_path):
+    from napari_poregrain._widgets._layers import labels_from_layers
+
+    _fei_tiff(tmp_path / "sem.tif", CLASS_MAP.shape, pixel_m=5e-9)
+    write_labels(tmp_path / "labels" / "sem.png", CLASS_MAP)
+    viewer = make_napari_viewer()
+    _open(viewer, tmp_path / "sem.tif")
+    grains, pores = _open(viewer, tmp_path / "labels" / "sem.png")
+    assert grains.metadata["image"] == "sem", grains.metadata
+    np.testing.assert_array_equal(labels_from_layers(grains.data, pores.data), CLASS_MAP)
+    grains.brush_size = 1
+    grains.paint((1, 2), 1, refresh=False)  # painting an unlabelled pixel labels it
+    assert labels_from_layers(grains.data, pores.data)[1, 2] == 1
+
+
+def test_any_class_map_opens_over_the_open_image_at_its_scale(make_napari_viewer, tmp_path):
+    write_labels(tmp_path / "anywhere.png", CLASS_MAP)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros(CLASS_MAP.shape, np.uint8), name="sem", scale=(0.02, 0.02))
+    grains, pores = _open(viewer, tmp_path / "anywhere.png")
+    assert grains.metadata["image"] == "sem" and tuple(pores.scale) == (0.02, 0.02)
+    viewer.layers.clear()
+    viewer.add_image(np.zeros((5, 5), np.uint8), name="other")
+    with pytest.raises(Exception, match="open images are other 5x5"):
+        _open(viewer, tmp_path / "anywhere.png")

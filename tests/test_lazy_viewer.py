@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import plugin_dock
 
 from napari_poregrain import _reader
 from napari_poregrain._widgets._iou_history import ReportJob
@@ -127,7 +128,7 @@ def test_segment_streams_a_lazy_layer_into_zarr_layers(
     log = ReadLog(zarr.open(tifffile.imread(tmp_path / "big.tif", aszarr=True), mode="r"))
     viewer = make_napari_viewer()
     layer = viewer.add_image(log, name="big", contrast_limits=(0, 255), multiscale=False)
-    w = SegmentWidget(viewer)
+    w = plugin_dock(viewer, SegmentWidget)
     w.select_model(tiny_checkpoint)
     w._tile.value, w._device.value = 512, "cpu"
     w._store.value = tmp_path / "stores"
@@ -223,7 +224,7 @@ def test_measure_dock_on_lazy_layers_shows_fractions(make_napari_viewer, qtbot):
     kw = {"scale": (0.005, 0.005), "units": ("micrometer", "micrometer")}
     viewer.add_labels(zarr.array((labels == GRAIN).astype(np.uint8)), name="grains", **kw)
     viewer.add_labels(zarr.array((labels == PORE).astype(np.uint8)), name="pores", **kw)
-    widget = MeasureWidget(viewer)
+    widget = plugin_dock(viewer, MeasureWidget)
     widget.reset_choices()
     widget.compute()
     qtbot.waitUntil(lambda: widget._task is None, timeout=60000)
@@ -278,7 +279,7 @@ def test_a_failed_lazy_run_says_why_and_leaves_no_store(
     viewer = make_napari_viewer()
     data = FailingReads(zarr.array(grey, chunks=(128, 128)), ok=4)
     viewer.add_image(data, name="flaky", contrast_limits=(0, 255), multiscale=False)
-    w = SegmentWidget(viewer)
+    w = plugin_dock(viewer, SegmentWidget)
     w.select_model(tiny_checkpoint)
     w._tile.value, w._device.value, w._store.value = 256, "cpu", tmp_path / "stores"
     w.run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import plugin_dock
 
 from napari_poregrain._widgets._events import events
 from napari_poregrain._widgets.finetune import FinetuneWidget
@@ -38,8 +39,7 @@ def _measure_viewer(make_napari_viewer, **geo):
     viewer.add_image(np.zeros((64, 64), np.uint8), name="sem", **geo)
     viewer.add_labels(grains, name="grains", **geo)
     viewer.add_labels(pores, name="pores", **geo)
-    widget = MeasureWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = plugin_dock(viewer, MeasureWidget)
     return viewer, widget
 
 
@@ -93,10 +93,12 @@ def test_docks_opened_before_segment_pick_distinct_newest_pairs(make_napari_view
     viewer = make_napari_viewer()
     image, _ = make_sample((64, 64), seed=1)
     viewer.add_image(image, name="sem")
-    segment = SegmentWidget(viewer)
-    docks = [FinetuneWidget(viewer), MeasureWidget(viewer), IoUReportWidget(viewer)]
-    for w in (segment, *docks):
-        viewer.window.add_dock_widget(w)
+    segment = plugin_dock(viewer, SegmentWidget)
+    docks = [
+        plugin_dock(viewer, FinetuneWidget),
+        plugin_dock(viewer, MeasureWidget),
+        plugin_dock(viewer, IoUReportWidget),
+    ]
     try:
         segment._model.value = "start"
         _segment(qtbot, segment)
@@ -184,8 +186,7 @@ def test_a_stack_is_measured_per_slice_and_in_total(make_napari_viewer, qtbot):
     viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack", **geo)
     viewer.add_labels(grains, name="grains", **geo)
     viewer.add_labels(pores, name="pores", **geo)
-    widget = MeasureWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = plugin_dock(viewer, MeasureWidget)
     rows = _measure(qtbot, widget)
     m = widget.measurement
     assert m.summary["pores"]["count"] == 4 and m.summary["grains"]["count"] == 3
@@ -209,8 +210,7 @@ def test_a_stack_is_fine_tuned_on_its_labelled_slices(make_napari_viewer, qtbot,
     viewer.add_image(stack, name="stack")
     viewer.add_labels(grains, name="grains")
     viewer.add_labels(pores, name="pores")
-    w = FinetuneWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = plugin_dock(viewer, FinetuneWidget)
     try:
         w._model.value, w._length.value, w._crop.value, w._batch.value = "start", 2, 32, 2
         w._val.value, w._name.value = 0.0, "stacked"
@@ -229,8 +229,7 @@ def test_a_stack_without_labels_is_refused(make_napari_viewer, qtbot, models):
     viewer.add_image(np.zeros((2, 64, 64), np.uint8), name="stack")
     viewer.add_labels(np.zeros((2, 64, 64), np.uint8), name="grains")
     viewer.add_labels(np.zeros((2, 64, 64), np.uint8), name="pores")
-    w = FinetuneWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    w = plugin_dock(viewer, FinetuneWidget)
     try:
         w._model.value = "start"
         before = sorted(p.name for p in models.iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import plugin_dock
 
 from napari_poregrain._widgets._events import events
 from napari_poregrain._widgets._layers import region_mask
@@ -27,10 +28,8 @@ def setup(make_napari_viewer, tmp_path, monkeypatch):
     viewer.add_image(image, name="sem")
     viewer.add_labels((labels == GRAIN).astype(np.uint8), name="grains")
     viewer.add_labels((labels == PORE).astype(np.uint8) * 2, name="pores")  # any non-zero
-    segment = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(segment)
-    w = FinetuneWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    segment = plugin_dock(viewer, SegmentWidget)
+    w = plugin_dock(viewer, FinetuneWidget)
     w._model.value = "start"
     w._length.value = 4
     w._crop.value = 64

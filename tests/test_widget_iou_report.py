@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import shared_data
+from conftest import plugin_dock, shared_data
 from napari.layers import Shapes
 
 from napari_poregrain._widgets.iou_report import FILE_CHOICE, PRED_MODEL, REF_MAP, IoUReportWidget
@@ -37,7 +37,7 @@ def viewer_widget(make_napari_viewer):
     viewer.add_labels((PRED == 1).astype(np.uint8), name="grains", scale=SCALE, translate=(1, 2))
     viewer.add_labels((PRED == 2).astype(np.uint8), name="pores", scale=SCALE, translate=(1, 2))
     viewer.add_labels(TRUTH, name="truth", scale=SCALE, translate=(1, 2))
-    widget = IoUReportWidget(viewer)
+    widget = plugin_dock(viewer, IoUReportWidget)
     viewer.window.add_dock_widget(widget)
     return viewer, widget
 
@@ -122,7 +122,7 @@ def test_model_on_image(qtbot, make_napari_viewer, tiny_checkpoint):
     labels[:4] = 255
     viewer.add_image(image, name="sample")
     viewer.add_labels(labels, name="truth")
-    w = IoUReportWidget(viewer)
+    w = plugin_dock(viewer, IoUReportWidget)
     viewer.window.add_dock_widget(w)
     w._pred_mode.value = PRED_MODEL
     w._model.value = FILE_CHOICE
@@ -147,7 +147,7 @@ def test_real_duvernay_tile(qtbot, make_napari_viewer, tmp_path):
     viewer.add_labels((pred == 1).astype(np.uint8), name="grains")
     viewer.add_labels(np.zeros_like(pred), name="pores")
     viewer.add_labels(truth, name="reference labels")
-    w = IoUReportWidget(viewer)
+    w = plugin_dock(viewer, IoUReportWidget)
     viewer.window.add_dock_widget(w)
     w._ref_mode.value = REF_MAP
     _compute(qtbot, w, 1)

@@ -49,6 +49,9 @@ def test_sample_keeps_the_layer_data_and_reads_bar_units_and_labels():
     image.metadata["data_bar_row"] = 6
     grains, pores = _pair()
     region = Shapes(RECT, shape_type="rectangle", name="roi", scale=(0.01, 0.01))
+    with pytest.raises(ValueError, match=r"'grains' has scale \(1, 1\) but 'sem' has"):
+        sample_from_layers(image, grains, pores, region)  # not laid over the image
+    grains.scale = pores.scale = (0.01, 0.01)
     s = sample_from_layers(image, grains, pores, region)
     assert s.pixels is data and s.name == "sem" and not s.rgb
     assert s.data_bar_row == 6 and s.pixel_size_nm == 10.0
@@ -230,7 +233,7 @@ def _measure_layers():
     for ly in (grains, pores):
         ly.scale = (0.01, 0.01)
         ly.units = ("µm", "µm")
-    image = Image(np.zeros((20, 20), np.uint8), name="sem")
+    image = Image(np.zeros((20, 20), np.uint8), name="sem", scale=(0.01, 0.01))
     image.metadata["data_bar_row"] = 18
     return grains, pores, image
 
@@ -252,10 +255,13 @@ def test_measure_job_reads_layers_and_measures():
 
 def test_measure_job_refuses_inconsistent_layers():
     grains, pores, image = _measure_layers()
+    image.scale = (1, 1)  # a pair not laid over the image is refused, not measured misplaced
+    with pytest.raises(ValueError, match="not drawn over each other"):
+        MeasureJob.from_layers(grains, pores, image=image)
     with pytest.raises(ValueError, match="choose a grains or a pores"):
         MeasureJob.from_layers(None, None)
     pores.scale = (0.02, 0.02)
-    with pytest.raises(ValueError, match="different scales"):
+    with pytest.raises(ValueError, match="different scales|not drawn over each other"):
         MeasureJob.from_layers(grains, pores)
     pores.scale = (0.02, 0.01)
     with pytest.raises(ValueError, match="different pixel sizes in y and x"):

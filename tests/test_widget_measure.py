@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import plugin_dock
 from skimage.draw import disk
 
 from napari_poregrain._widgets.measure import MeasureWidget
@@ -41,7 +42,7 @@ def viewer_widget(make_napari_viewer):
     conf = np.full((128, 128), 250, np.uint8)
     conf[:, :32] = 60
     viewer.add_image(conf, name="confidence", **UM, metadata={"confidence_scale": 255})
-    widget = MeasureWidget(viewer)
+    widget = plugin_dock(viewer, MeasureWidget)
     viewer.window.add_dock_widget(widget, name="Measure")
     return viewer, widget
 
@@ -82,7 +83,7 @@ def test_region_and_pixels_without_scale(make_napari_viewer, qtbot):
     grains, pores = masks()
     viewer.add_labels(pores, name="pores")
     viewer.add_shapes([[[60, 60], [60, 100], [100, 100], [100, 60]]], name="region")
-    widget = MeasureWidget(viewer)
+    widget = plugin_dock(viewer, MeasureWidget)
     viewer.window.add_dock_widget(widget, name="Measure")
     assert widget._grains.value is None
     widget._region.value = viewer.layers["region"]

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import plugin_dock
 
 from napari_poregrain._sample_data import shale_sample
 from napari_poregrain._widgets.segment import FILE_CHOICE, NO_MODEL, SegmentWidget
@@ -13,7 +14,7 @@ def widget(make_napari_viewer, tmp_path, monkeypatch):
     viewer = make_napari_viewer()
     ((data, kwargs, _),) = shale_sample()
     viewer.add_image(data[:192, :256], **kwargs)
-    w = SegmentWidget(viewer)
+    w = plugin_dock(viewer, SegmentWidget)
     viewer.window.add_dock_widget(w)
     return viewer, w
 
@@ -24,11 +25,11 @@ def _segment(qtbot, w):
 
 
 def test_without_a_model_it_asks_for_a_checkpoint(make_napari_viewer, tmp_path, monkeypatch):
-    import napari_poregrain.model as model
+    import napari_poregrain.registry as registry
 
-    monkeypatch.setattr(model, "DEFAULT_MODEL_PATH", tmp_path / "none.safetensors")
+    monkeypatch.setattr(registry, "DEFAULT_MODEL_PATH", tmp_path / "none.safetensors")
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "models"))
-    w = SegmentWidget(make_napari_viewer())
+    w = plugin_dock(make_napari_viewer(), SegmentWidget)
     assert w._model.choices == (FILE_CHOICE,)
     assert w._status.value == NO_MODEL and not w._run.enabled
 
@@ -151,7 +152,7 @@ def test_a_stack_shows_the_current_slice_before_the_others(
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="fib", scale=(2.0, 1.0, 1.0))
     viewer.dims.set_current_step(0, 2)  # the viewer shows slice 2
-    w = SegmentWidget(viewer)
+    w = plugin_dock(viewer, SegmentWidget)
     w.select_model(tiny_checkpoint)
     w._tile.value = 64
     watch = SliceWatch(w, viewer)
@@ -171,7 +172,7 @@ def test_cancel_after_the_shown_slice_says_what_the_layers_hold(
     viewer = make_napari_viewer()
     viewer.add_image(_stack(), name="fib")
     assert viewer.dims.current_step[0] == 1  # napari opens a stack at its middle slice
-    w = SegmentWidget(viewer)
+    w = plugin_dock(viewer, SegmentWidget)
     w.select_model(tiny_checkpoint)
     w._tile.value = 64
     SliceWatch(w, viewer, cancel=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import GRAIN, IGNORE, LAYER_COLOURS, LAYER_NAMES, MATRIX, PORE
+from .classes import GRAIN, IGNORE, LAYER_NAMES, MATRIX, PORE
 from .io import (
     IMAGE_SUFFIXES,
     LABEL_SUFFIXES,
@@ -39,11 +39,12 @@ LAZY_ABOVE = 1 << 26
 def napari_get_reader(
     path: PathLike | Sequence[PathLike],
 ) -> Callable[[PathLike | Sequence[PathLike]], list[LayerData]] | None:
-    """A reader for label files (all of them) or .tif/.tiff images (all of them); else None."""
+    """A reader for label files or 0/1/2/255 PNG maps (all of them) or .tif/.tiff images (all
+    of them); else None."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
         return None
-    if all(is_label_file(p) for p in paths):
+    if all(is_label_file(p) or is_class_map(p) for p in paths):
         return read_label_files
     if all(Path(p).suffix.lower() in TIFF_SUFFIXES or is_zarr(p) for p in paths):
         return read_sem_tiffs
@@ -188,29 +189,36 @@ def label_layers(path: Path) -> list[LayerData]:
             f"Cannot read labels {path}: a class map holds 0 (matrix), 1 (grain), 2 (pore) and "
             f"255 (ignored), not {', '.join(map(str, unknown[:5]))}."
         )
-    image_path = image_for(path)
-    pixel_size_nm = None
+    image_path = image_for(path) if is_label_file(path) else None
+    geo, owner = _geometry(None, 2), None
     if image_path is not None:
         image = read_sample(image_path)
-        if tuple(image.shape[-2:]) != labels.shape:
-            raise ImageReadError(
-                f"Cannot read labels {path}: they are {labels.shape[1]}x{labels.shape[0]} "
-                f"pixels but the image {image_path.name} is "
-                f"{image.shape[-1]}x{image.shape[-2]}."
-            )
-        pixel_size_nm = image.pixel_size_nm
+        _check_shape(path, labels.shape, image.shape[-2:], image_path.name)
+        geo, owner = _geometry(image.pixel_size_nm, 2), image_path.stem
+    else:
+        open_image = _open_image_of(labels.shape, path)
+        if open_image is not None:
+            geo = {
+                k: [float(v) for v in getattr(open_image, k)[-2:]] for k in ("scale", "translate")
+            }
+            geo["units"] = [str(u) for u in open_image.units[-2:]]
+            owner = open_image.name
     meta = {
         "source_path": str(path),
         "image_path": None if image_path is None else str(image_path),
-        "pixel_size_nm": pixel_size_nm,
+        "pixel_size_nm": None if image_path is None else image.pixel_size_nm,
+        "image": owner,
     }
+    if owner is None:
+        del meta["image"]
+    masks = _class_masks(labels)
     return [
         (
-            (labels == cls).astype(np.uint8),
+            masks[cls],
             {
                 "name": LAYER_NAMES[cls],
-                **_geometry(pixel_size_nm, 2),
-                "colormap": {None: "transparent", 0: "transparent", 1: LAYER_COLOURS[cls]},
+                **geo,
+                "colormap": _colours(cls),
                 "opacity": 0.5,
                 "metadata": dict(meta),
             },
@@ -218,3 +226,63 @@ def label_layers(path: Path) -> list[LayerData]:
         )
         for cls in (GRAIN, PORE)
     ]
+
+
+GEOMETRY = ("scale", "translate")
+
+
+def _class_masks(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """The grains/pores layers' data: 1 for the class, 255 unlabelled in both, else 0."""
+    from ._widgets._layers import class_masks
+
+    return class_masks(labels)
+
+
+def _colours(cls: int) -> dict:
+    from ._widgets._layers import class_colours
+
+    return class_colours(cls)
+
+
+def _check_shape(path: Path, labels: tuple[int, ...], image: tuple[int, ...], name: str) -> None:
+    if tuple(image) != tuple(labels):
+        raise ImageReadError(
+            f"Cannot read labels {path}: they are {labels[1]}x{labels[0]} pixels but the image "
+            f"{name} is {image[-1]}x{image[-2]}."
+        )
+
+
+def _open_image_of(shape: tuple[int, ...], path: Path):
+    """The newest image layer of ``shape`` in the current viewer (its scale is the map's);
+    ImageReadError when images are open but none has that shape; None without a viewer."""
+    import napari
+    from napari.layers import Image
+
+    viewer = napari.current_viewer()
+    images = [] if viewer is None else [ly for ly in viewer.layers if isinstance(ly, Image)]
+    fits = [ly for ly in images if _shape(ly)[-2:] == tuple(shape) and not ly.rgb]
+    if fits:
+        return fits[-1]
+    if images:
+        sizes = ", ".join(f"{ly.name} {_shape(ly)[-1]}x{_shape(ly)[-2]}" for ly in images)
+        raise ImageReadError(
+            f"Cannot lay labels {path} over an open image: they are {shape[1]}x{shape[0]} "
+            f"pixels, the open images are {sizes}."
+        )
+    return None
+
+
+def _shape(layer) -> tuple[int, ...]:
+    return tuple((layer.data[0] if layer.multiscale else layer.data).shape)
+
+
+def is_class_map(path: PathLike) -> bool:
+    """A PNG/BMP of one channel holding only 0/1/2/255: a class map wherever it lies."""
+    path = Path(path)
+    if path.suffix.lower() not in LABEL_SUFFIXES or path.suffix.lower() in TIFF_SUFFIXES:
+        return False
+    try:
+        labels = read_labels(path)
+    except Exception:  # not a readable single-channel map: napari's own readers take it
+        return False
+    return labels.ndim == 2 and set(np.unique(labels).tolist()) <= {MATRIX, GRAIN, PORE, IGNORE}

@@ -8,9 +8,19 @@ from typing import Any
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt
-from qtpy.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ._layers import real_viewer
 from ._worker import BackgroundTask, Work
 
 
@@ -34,7 +44,7 @@ class TaskDock(QWidget):
 
     def __init__(self, napari_viewer, run_text: str) -> None:
         super().__init__()
-        self._viewer = napari_viewer
+        self._viewer = real_viewer(napari_viewer)
         self._task: BackgroundTask | None = None
         self._run = PushButton(text=run_text)
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -111,10 +121,30 @@ class TaskDock(QWidget):
             self._status.value = self.cancelling_text
 
     def event(self, event) -> bool:
-        """Cancel the task when napari takes the dock out of its window (the close button)."""
-        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
-            self.cancel()
+        """Cancel the task when napari takes the dock out of its window (the close button);
+        once docked, share a tab with the plugin's other docks (they fit a 1080p screen)."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is None:
+                self.cancel()
+            else:
+                QTimer.singleShot(0, self.tabify)
         return super().event(event)
+
+    def tabify(self) -> None:
+        """Put this dock in a tab beside another of this plugin's docks in the same window."""
+        try:
+            mine = _dock_frame(self)
+        except RuntimeError:  # the dock was deleted before the event loop came back
+            return
+        window = None if mine is None else mine.parent()
+        if not isinstance(window, QMainWindow) or window.tabifiedDockWidgets(mine):
+            return
+        for other in window.findChildren(QDockWidget):
+            if other is not mine and _holds_task_dock(other) and not other.isHidden():
+                if window.dockWidgetArea(other) == window.dockWidgetArea(mine):
+                    window.tabifyDockWidget(other, mine)
+                    mine.raise_()
+                    return
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.cancel()
@@ -154,6 +184,21 @@ class TaskDock(QWidget):
         self.update_state()
 
 
+def _holds_task_dock(frame: QDockWidget) -> bool:
+    """The dock frame holds one of this plugin's docks (napari may wrap it in a scroll area)."""
+    return bool(frame.widget() is not None and frame.widget().findChildren(TaskDock)) or (
+        isinstance(frame.widget(), TaskDock)
+    )
+
+
+def _dock_frame(widget: QWidget) -> QDockWidget | None:
+    """The QDockWidget holding ``widget`` (napari wraps a dock in one), or None."""
+    parent = widget.parent()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parent()
+    return parent
+
+
 def wrap_text(label: QLabel) -> None:
     """Let ``label`` wrap long text (even a path without spaces) instead of widening its dock."""
     label.setWordWrap(True)
@@ -182,6 +227,7 @@ def scrolled_layout(dock: QWidget) -> QVBoxLayout:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(content)
+    layout.setAlignment(Qt.AlignmentFlag.AlignTop)  # controls at the top, natural spacing
     outer = QVBoxLayout(dock)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)

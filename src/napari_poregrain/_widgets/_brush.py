@@ -9,15 +9,17 @@ bounding box; its one button resolves it: the layer painted last keeps the pixel
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import numpy as np
 from magicgui.widgets import PushButton
 from napari.layers import Labels
 
-from ..classes import GRAIN, LAYER_NAMES, PORE
-from ._layers import layer_pixels, overlap_text, spatial_shape
-from ._pairs import class_rank, newest_pair
+from ..classes import GRAIN, IGNORE, LAYER_NAMES, PORE
+from ._layers import layer_pixels, overlap_text, real_viewer, spatial_shape
+from ._pairs import IMAGE_KEY, class_rank, newest_pair
+from ._strokes import StrokeTracker
 
 _BRUSHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -44,7 +46,7 @@ def partner(layer, layers) -> Labels | None:
         if isinstance(ly, Labels) and ly is not layer and spatial_shape(ly) == shape
     ]
     same = [ly for ly in fits if ly.name == LAYER_NAMES[other] + suffix]
-    return same[-1] if same else newest_pair(fits).get(other)
+    return same[-1] if same else newest_pair(fits, image=layer.metadata.get(IMAGE_KEY)).get(other)
 
 
 class OneBrush:
@@ -53,13 +55,17 @@ class OneBrush:
     def __init__(self, layers) -> None:
         self._layers = weakref.ref(layers)
         self.order: dict[int, int] = {}  # id(layer) -> when it was last painted with a class
+        self.painted_masks: dict[str, np.ndarray] = {}  # pair_key -> pixels the user painted
+        self.tracker = StrokeTracker(self.record)
         self._strokes = 0
+        self._clearing = False
         layers.events.inserted.connect(self._watch)
         self._watch()
 
     @classmethod
     def attach(cls, viewer) -> OneBrush:
-        """The viewer's brush (made on first use)."""
+        """The viewer's brush (made on first use; a dock's viewer proxy is seen through)."""
+        viewer = real_viewer(viewer)
         brush = _BRUSHES.get(viewer.layers)
         if brush is None:
             brush = _BRUSHES[viewer.layers] = cls(viewer.layers)
@@ -69,21 +75,58 @@ class OneBrush:
         for layer in self._layers() or ():
             if isinstance(layer, Labels):
                 layer.events.paint.connect(self.painted)  # napari connects a callback once
+                if layer_class(layer) is not None:
+                    self.tracker.attach(layer)  # strokes that change nothing count too
 
     def painted(self, event) -> None:
-        """A stroke ended on ``event.source``: clear its non-zero pixels in the partner layer."""
+        """A stroke ended on ``event.source``: clear its class pixels in the partner layer (an
+        erased pixel becomes matrix there too: an unlabelled 255 is cleared) and record them."""
         layer, layers = event.source, self._layers()
         atoms = [a for a in map(painted_pixels, event.value) if a is not None]
-        if not atoms or layers is None:
-            return
+        if not atoms or layers is None or self._clearing:
+            return  # napari emits before it writes: the brush's own clearing is not a stroke
         self._strokes += 1
         self.order[id(layer)] = self._strokes
         other = partner(layer, layers)
-        if other is None:
-            return
         for indices, new in atoms:
-            keep = np.broadcast_to(np.asarray(new) != 0, indices[0].shape)
-            other.data_setitem(tuple(i[keep] for i in indices), 0)
+            self.record(layer, indices)
+            if other is None:
+                continue
+            new = np.broadcast_to(np.asarray(new), indices[0].shape)
+            theirs = np.asarray(layer_pixels(other))[indices]
+            clear = (new != 0) & (theirs != 0) | (new == 0) & (theirs == IGNORE)
+            if clear.any():
+                self._clearing = True
+                try:
+                    other.data_setitem(tuple(i[clear] for i in indices), 0)
+                finally:
+                    self._clearing = False
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Edits made inside are not strokes: not recorded, nothing cleared in the partner."""
+        before, self._clearing = self._clearing, True
+        try:
+            yield
+        finally:
+            self._clearing = before
+
+    def record(self, layer, indices) -> None:
+        """Mark ``indices`` as painted by the user in ``layer``'s pair."""
+        if self._clearing:
+            return
+        key = pair_key(layer)
+        shape = spatial_shape(layer)
+        mask = self.painted_masks.get(key)
+        if mask is None or mask.shape != shape:
+            mask = self.painted_masks[key] = np.zeros(shape, bool)
+        mask[indices] = True
+
+    def painted_mask(self, layer) -> np.ndarray | None:
+        """Pixels the user painted (any class, erasing included) in ``layer``'s pair; None when
+        nothing was painted (or the pair changed shape)."""
+        mask = self.painted_masks.get(pair_key(layer))
+        return mask if mask is not None and mask.shape == spatial_shape(layer) else None
 
     def last_painted(self, a, b):
         """Of two layers, the one painted last (neither: the one higher in the layer list)."""
@@ -141,22 +184,29 @@ class OverlapFix:
         return text
 
 
+def pair_key(layer) -> str:
+    """The key of the grains/pores pair ``layer`` belongs to: its image, else its name suffix."""
+    owner = layer.metadata.get(IMAGE_KEY)
+    if owner is not None:
+        return f"image:{owner}"
+    cls = layer_class(layer)
+    return "name:" + (layer.name if cls is None else layer.name[len(LAYER_NAMES[cls]) :])
+
+
 def painted_pixels(atom) -> tuple[tuple[np.ndarray, ...], np.ndarray] | None:
-    """``(indices, new values)`` of one undo atom of a stroke, or None when it only erased.
+    """``(indices, new values)`` of one undo atom of a stroke (erasing included), or None.
 
     napari records the brush, fill and polygon as masked atoms (``slice_key``, ``mask``,
     ``new_value``: a bounding box and the changed pixels in it) and ``data_setitem`` as
     ``(indices, old, new)`` triples; both are read here.
     """
     if hasattr(atom, "slice_key"):
-        if int(atom.new_value) == 0:
-            return None
         box = tuple(s.stop - (s.start or 0) for s in atom.slice_key)
         mask = np.ones(box, bool) if atom.mask is None else np.asarray(atom.mask, bool)
         starts = [s.start or 0 for s in atom.slice_key]
         indices = tuple(i + start for i, start in zip(np.nonzero(mask), starts, strict=True))
         return indices, np.full(indices[0].shape, atom.new_value)
     indices, _old, new = atom
-    if not np.any(np.asarray(new) != 0):
+    if len(indices) == 0 or np.size(indices[0]) == 0:
         return None
-    return indices, new
+    return tuple(np.asarray(i) for i in indices), new

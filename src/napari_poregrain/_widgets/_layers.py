@@ -15,8 +15,18 @@ import numpy as np
 from napari.layers import Labels, Shapes
 
 from ..analysis.units import scale_to_nm
-from ..classes import GRAIN, LAYER_COLOURS, LAYER_NAMES, MATRIX, PORE
+from ..classes import GRAIN, IGNORE, LAYER_COLOURS, LAYER_NAMES, MATRIX, PORE
 from ..sample import Sample
+
+
+def real_viewer(viewer):
+    """The viewer behind the ``PublicOnlyProxy`` napari hands a plugin's dock (else ``viewer``).
+
+    Every attribute read through the proxy makes a new proxy object, so a weak reference to
+    ``viewer.layers`` dies at once and ``layer is other`` never holds between two reads; docks
+    and the brush keep the object behind it (wrapt's public ``__wrapped__``).
+    """
+    return getattr(viewer, "__wrapped__", viewer)
 
 
 def checksum(data: Any) -> str:
@@ -61,21 +71,28 @@ class LayerChoices:
 
 
 # -- labels ------------------------------------------------------------------------------------
-def labels_from_layers(grains: np.ndarray, pores: np.ndarray) -> np.ndarray:
-    """One uint8 map 0 matrix / 1 grain / 2 pore from two label arrays.
+def class_pixels(layer_data: np.ndarray) -> np.ndarray:
+    """Pixels a grains or pores layer marks as its class: non-zero and not 255 (unlabelled)."""
+    return (layer_data != 0) & (layer_data != IGNORE)
 
-    Any non-zero value in ``grains`` is grain, in ``pores`` is pore; a pixel in
-    both is refused with a clear message.
+
+def labels_from_layers(grains: np.ndarray, pores: np.ndarray) -> np.ndarray:
+    """One uint8 map 0 matrix / 1 grain / 2 pore / 255 unlabelled from two label arrays.
+
+    Any value but 0 and 255 in ``grains`` is grain, in ``pores`` is pore; a pixel of neither
+    class that holds 255 in either layer is unlabelled (a label map opened with 255; painting
+    a pixel labels it); a pixel in both classes is refused with a clear message.
     """
     grains, pores = np.asarray(grains), np.asarray(pores)
     if grains.shape != pores.shape:
         raise ValueError(
             f"the grains layer has shape {grains.shape} but the pores layer {pores.shape}"
         )
-    g, p = grains != 0, pores != 0
+    g, p = class_pixels(grains), class_pixels(pores)
     if np.any(g & p):
         raise ValueError(f"{overlap_text(g & p)}; erase them from one layer first")
     out = np.full(grains.shape, MATRIX, np.uint8)
+    out[(grains == IGNORE) | (pores == IGNORE)] = IGNORE
     out[g] = GRAIN
     out[p] = PORE
     return out
@@ -106,8 +123,16 @@ def _pair_labels(grains, pores, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def class_masks(class_map: np.ndarray) -> dict[int, np.ndarray]:
-    """uint8 0/1 arrays for the ``grains`` and ``pores`` layers of a class map."""
-    return {c: (class_map == c).astype(np.uint8) for c in (GRAIN, PORE)}
+    """uint8 arrays for the ``grains`` and ``pores`` layers of a class map: 1 where the class
+    is, 255 where the map is unlabelled (in both layers), else 0."""
+    class_map = np.asarray(class_map)
+    unlabelled = class_map == IGNORE
+    masks = {}
+    for c in (GRAIN, PORE):
+        mask = (class_map == c).astype(np.uint8)
+        mask[unlabelled] = IGNORE
+        masks[c] = mask
+    return masks
 
 
 # -- geometry ----------------------------------------------------------------------------------
@@ -150,6 +175,26 @@ def region_mask(region, layer, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(mask, shape) if len(shape) > 2 else mask
 
 
+def check_aligned(layer, image_layer) -> None:
+    """ValueError in one sentence when ``layer`` is not drawn over ``image_layer`` pixel for
+    pixel (another scale or offset: a map from another image or opened without its scale)."""
+    if layer is None or layer is image_layer:
+        return
+    n = len(spatial_shape(image_layer))
+    for what in ("scale", "translate"):
+        mine, theirs = (np.asarray(getattr(ly, what)[-n:], float) for ly in (layer, image_layer))
+        if not np.allclose(mine, theirs, rtol=1e-6, atol=1e-9 * np.abs(theirs).max(initial=1)):
+            raise ValueError(
+                f"the layer {layer.name!r} has {what} {_vector(mine)} but {image_layer.name!r} "
+                f"has {_vector(theirs)}: they are not drawn over each other pixel for pixel "
+                "(open a label map beside its image, or give it the image's scale)"
+            )
+
+
+def _vector(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
 def geometry(layer, ndim: int) -> dict:
     """Scale, translate and units of ``layer``'s last ``ndim`` axes, for a layer laid over it.
 
@@ -162,6 +207,15 @@ def geometry(layer, ndim: int) -> dict:
     return geo
 
 
+UNLABELLED_COLOUR = (0.5, 0.5, 0.5, 0.35)
+
+
+def class_colours(cls: int) -> dict:
+    """A class layer's colours: its class colour, unlabelled (255) faint grey in ``grains``."""
+    unlabelled = UNLABELLED_COLOUR if cls == GRAIN else "transparent"
+    return {None: "transparent", 0: "transparent", 1: LAYER_COLOURS[cls], IGNORE: unlabelled}
+
+
 def layer_kwargs(cls: int, image_layer) -> dict:
     """Name, colour and geometry for a class layer aligned with ``image_layer``."""
     from napari.utils.colormaps import DirectLabelColormap
@@ -169,9 +223,7 @@ def layer_kwargs(cls: int, image_layer) -> dict:
     return {
         "name": LAYER_NAMES[cls],
         **geometry(image_layer, len(spatial_shape(image_layer))),
-        "colormap": DirectLabelColormap(
-            color_dict={None: "transparent", 0: "transparent", 1: LAYER_COLOURS[cls]}
-        ),
+        "colormap": DirectLabelColormap(color_dict=class_colours(cls)),
         "opacity": 0.5,
     }
 
@@ -191,6 +243,8 @@ def sample_from_layers(
     labels = None
     if grains is not None or pores is not None:
         labels = _pair_labels(grains, pores, shape)
+        for layer in (grains, pores):
+            check_aligned(layer, image_layer)
     return Sample(
         pixels=layer_pixels(image_layer),
         labels=labels,

@@ -18,7 +18,7 @@ from ..analysis.blockwise import is_lazy, measure_blockwise
 from ..analysis.measure import measure, parse_pixel_size
 from ..analysis.summary import Measurement, summarize
 from ..sample import Sample
-from ._layers import geometry, sample_from_layers, scale_nm, spatial_shape
+from ._layers import check_aligned, geometry, sample_from_layers, scale_nm, spatial_shape
 from ._lazy import lazy_pair, lazy_pair_sample
 from ._progress import StepProgress
 
@@ -99,6 +99,9 @@ class MeasureJob:
         ``options``: ``min_size``, ``confidence_threshold`` (passed to :func:`measure`).
         """
         ref, shape = _checked_labels(grains, pores)
+        if image is not None and spatial_shape(image) == shape:
+            for layer in (grains, pores):
+                check_aligned(layer, image)
         names = [f"{k}={ly.name}" for k, ly in (("grains", grains), ("pores", pores)) if ly]
         name = "layers " + ", ".join(names)
         if lazy_pair(grains, pores):

@@ -32,22 +32,39 @@ def class_rank(name: str, cls: int) -> int | None:
     return 2 if KEPT in low else 1
 
 
-def newest_pair(layers, shape: tuple[int, ...] | None = None) -> dict[int, Any]:
+IMAGE_KEY = "image"
+"""``layer.metadata`` key naming the image layer a grains/pores layer belongs to."""
+
+
+def owner_rank(layer, image: str | None) -> int | None:
+    """0: tied to ``image``; 1: tied to no image (made by hand); None: another image's layer."""
+    owner = layer.metadata.get(IMAGE_KEY)
+    if owner is None:
+        return 1
+    return 0 if image is None or owner == image else None
+
+
+def newest_pair(
+    layers, shape: tuple[int, ...] | None = None, image: str | None = None
+) -> dict[int, Any]:
     """``{GRAIN: layer, PORE: layer}`` (either may be missing) among ``layers`` of ``shape``.
 
-    Best name rank first, the newest (highest in the layer list) among equals; the two are
-    always different layers.
+    Layers tied to the image named ``image`` first, then untied ones, never another image's
+    (``metadata["image"]``); then the best name rank, the newest (highest in the layer list)
+    among equals; the two are always different layers.
     """
     labels = [
-        (i, ly)
+        (i, ly, owner)
         for i, ly in enumerate(layers)
-        if isinstance(ly, Labels) and (shape is None or spatial_shape(ly) == tuple(shape))
+        if isinstance(ly, Labels)
+        and (shape is None or spatial_shape(ly) == tuple(shape))
+        and (owner := owner_rank(ly, image)) is not None
     ]
     picked: dict[int, Any] = {}
     for cls in (GRAIN, PORE):
         ranked = sorted(
-            ((rank, -i), ly)
-            for i, ly in labels
+            ((owner, rank, -i), ly)
+            for i, ly, owner in labels
             if (rank := class_rank(ly.name, cls)) is not None
             and all(ly is not other for other in picked.values())
         )
@@ -84,10 +101,14 @@ class PairPicker:
         image = None if self.image is None else self.image.value
         return None if image is None else spatial_shape(image)
 
+    def image_name(self) -> str | None:
+        image = None if self.image is None else self.image.value
+        return None if image is None else image.name
+
     def refresh(self, layers) -> None:
         """Re-pick the combos not set by hand (their choices must be current)."""
         layers = list(layers)
-        pair = newest_pair(layers, self.shape())
+        pair = newest_pair(layers, self.shape(), self.image_name())
         self._setting = True
         try:
             for cls, combo in self.combos.items():

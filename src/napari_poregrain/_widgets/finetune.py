@@ -42,6 +42,7 @@ from ._finetune_job import (
     train_config,
 )
 from ._layers import LayerChoices
+from ._live import LiveMode
 from ._models import ModelPicker
 from ._pairs import LayerFollower, PairPicker
 from ._plots import TrainingPlot
@@ -61,18 +62,21 @@ class FinetuneWidget(TaskDock):
         super().__init__(napari_viewer, "Fine-tune")
         self._pairs: list[TrainingPair] = []
         self.curves = TrainingCurves()
-        self._build_set(napari_viewer)
+        self._build_set(self._viewer)
         self._build_settings()
         self._list = QListWidget()
         self._list.setMaximumHeight(90)
         self.plot = TrainingPlot()
-        for part in (self._form.native, self._list, self._settings.native, self.plot.canvas):
+        self.live = LiveMode(self)
+        # the plot above the settings: visible without scrolling on a 1080p screen
+        parts = (self._form.native, self._list, self.live.container.native, self.plot.canvas)
+        for part in (*parts, self._settings.native):
             self._layout.addWidget(part)
         self._pairing = PairPicker(self._grains, self._pores, self._image)
         self._image.changed.connect(self.image_changed)
         self._add.clicked.connect(self.add_pair)
         self._remove.clicked.connect(self.remove_selected)
-        self._follower = LayerFollower(napari_viewer, self.reset_choices)
+        self._follower = LayerFollower(self._viewer, self.reset_choices)
         self.reset_choices()
 
     def _build_set(self, viewer) -> None:
@@ -130,6 +134,11 @@ class FinetuneWidget(TaskDock):
             self._pairs = kept
             self._refresh_list()
         self.update_state()
+
+    def cancel(self) -> None:
+        """Stop the run and the Live refits (also when the dock closes)."""
+        super().cancel()
+        self.live.stop()
 
     def update_state(self, *_) -> None:
         super().update_state()

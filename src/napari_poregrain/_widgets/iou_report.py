@@ -24,6 +24,7 @@ from ._iou_history import SHOWN_HISTORY, IoUHistory, Report, ReportJob, fmt, now
 from ._layers import (
     LayerChoices,
     NamePreferences,
+    check_aligned,
     checksum,
     geometry,
     layer_pixels,
@@ -64,8 +65,8 @@ class IoUReportWidget(TaskDock):
         self._compute = self._run
         self._last: Report | None = None
         self.history = IoUHistory()
-        self._fix = OverlapFix(napari_viewer, self.say)
-        self._build_form(napari_viewer)
+        self._fix = OverlapFix(self._viewer, self.say)
+        self._build_form(self._viewer)
         self._build_results()
         self._pairing = PairPicker(self._pred_grains, self._pred_pores, self._image)
         self._preferences = NamePreferences(
@@ -77,7 +78,7 @@ class IoUReportWidget(TaskDock):
             }
         )  # fmt: skip
         self._image.changed.connect(self.image_changed)
-        self._follower = LayerFollower(napari_viewer, self.reset_choices)
+        self._follower = LayerFollower(self._viewer, self.reset_choices)
         self.reset_choices()
         draw_iou_history(self.figure, self.history)
 
@@ -202,6 +203,9 @@ class IoUReportWidget(TaskDock):
             raise ValueError("The predicted grains and pores layers must differ.")
         if ref_pair is not None and pg is ref_pair[0] and pp is ref_pair[1]:
             raise ValueError("The prediction and the reference are the same layers.")
+        if image is not None:
+            check_aligned(pg, image)
+            check_aligned(pp, image)
         if lazy_pair(pg, pp):
             pred = PairClassMap(layer_pixels(pg), layer_pixels(pp))
         else:
@@ -215,6 +219,8 @@ class IoUReportWidget(TaskDock):
         image: Image | None = self._image.value
         region_layer: Shapes | None = self._region.value
         ref, ref_layer, ref_name, ref_pair = self._reference(region_layer)
+        if image is not None:
+            check_aligned(ref_layer, image)  # a map at another scale is not scored misplaced
         pred, model_name, image_name = self._prediction(image, ref_pair)
         geo_layer = image if image is not None else ref_layer
         row = {

@@ -55,7 +55,7 @@ class MeasureWidget(TaskDock):
         self._pixel = LineEdit(label="pixel size", value="")
         self._pixel.native.setPlaceholderText("from layer scale, e.g. 13.96nm or px")
         self._min_size = SpinBox(label="min size (px)", min=1, max=10**7, value=DEFAULT_MIN_SIZE)
-        self._fix = OverlapFix(napari_viewer, self.say)
+        self._fix = OverlapFix(self._viewer, self.say)
         self._form = Container(
             widgets=[
                 self._grains, self._pores, self._image, self._region, self._confidence,
@@ -78,12 +78,13 @@ class MeasureWidget(TaskDock):
         self._layout.addWidget(self._form.native)
         self._layout.addWidget(self.table)
         self._layout.addWidget(self.canvas)
+        self.canvas.setVisible(False)  # no empty figure before the first result
         self.legend = SizeLegend()  # colour bars of the "by size" layers, shown once drawn
         self._layout.addWidget(self.legend.canvas)
         self._layout.addLayout(buttons)
         self._export.clicked.connect(self._export_dialog)
         self._colour.clicked.connect(self.colour_by_size)
-        self._follower = LayerFollower(napari_viewer, self.reset_choices)
+        self._follower = LayerFollower(self._viewer, self.reset_choices)
         self.reset_choices()
         self.update_state()
 
@@ -139,8 +140,25 @@ class MeasureWidget(TaskDock):
         self._pending_geometry = job.geometry
         return "Measuring…"
 
+    def fail(self, msg: str) -> None:
+        """Bad input: the sentence, and no table or figure left from an earlier Compute."""
+        self.clear_results()
+        super().fail(msg)
+
+    def on_error(self, exc: Exception) -> None:
+        self.clear_results()
+        super().on_error(exc)
+
+    def clear_results(self) -> None:
+        """Forget the last measurement: empty table, figure hidden, export disabled."""
+        self.measurement = None
+        self.table.setRowCount(0)
+        self.canvas.setVisible(False)
+        self.update_state()
+
     def on_done(self, m: Measurement) -> None:
         self.measurement = m
+        self.canvas.setVisible(True)
         self._geometry = self._pending_geometry
         rows = summary_rows(m) + slice_rows(m.summary.get("slices", []))
         self.table.setRowCount(len(rows))

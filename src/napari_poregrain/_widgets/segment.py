@@ -17,6 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from napari.layers import Image
 from napari.utils.notifications import show_info
 
+from ..classes import LAYER_NAMES
 from ..inference.device import available_devices, default_tile, resolve_device
 from ..inference.predict import predict
 from ..inference.tiling import DEFAULT_OVERLAP
@@ -36,6 +37,7 @@ from ._layers import (
 )
 from ._lazy import ZarrLabelPair, default_store, is_lazy
 from ._models import CHOOSE_FILE, FILE_CHOICE, NO_MODEL, ModelPicker
+from ._pairs import IMAGE_KEY
 from ._progress import StepProgress
 from ._stack import SliceDone, partial_stack, predict_stack
 
@@ -98,7 +100,7 @@ class SegmentWidget(TaskDock):
         self._last_store: Path | None = None
         self._shown: int | None = None  # the stack slice already shown in the layers
         self._kept: list[str] = []  # edited layers renamed during this run
-        self._image = ComboBox(label="image", choices=LayerChoices(napari_viewer, Image))
+        self._image = ComboBox(label="image", choices=LayerChoices(self._viewer, Image))
         self._picker = ModelPicker(on_change=self.update_state)
         self._model, self._file = self._picker.combo, self._picker.file
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
@@ -118,7 +120,7 @@ class SegmentWidget(TaskDock):
             ]
         )  # fmt: skip
         self._layout.addWidget(self._form.native)
-        self._brush = OneBrush.attach(napari_viewer)  # painting one class clears the other
+        self._brush = OneBrush.attach(self._viewer)  # painting one class clears the other
         warm_up_labels()
         self.update_state()
 
@@ -232,11 +234,12 @@ class SegmentWidget(TaskDock):
         return dict(store.arrays)
 
     def _put_labels(self, cls: int, mask: np.ndarray, image_layer: Image, model_name: str) -> None:
-        """Add or refresh a class layer; an edited layer is renamed and kept, never lost."""
+        """Add or refresh ``image_layer``'s class layer; an edited layer is renamed and kept,
+        never lost, and another image's layer is never touched."""
         kwargs = layer_kwargs(cls, image_layer)
-        name = kwargs["name"]
+        name = kwargs["name"] = pair_name(cls, image_layer, self._viewer.layers)
         lazy = is_lazy(mask)
-        meta = {"model": model_name}
+        meta = {"model": model_name, IMAGE_KEY: image_layer.name}
         if lazy:  # a checksum would read the whole store; the store's path names the run
             meta["label_store"] = str(self._last_store)
         else:
@@ -245,6 +248,7 @@ class SegmentWidget(TaskDock):
             old = self._viewer.layers[name]
             if not lazy and untouched(old, _CHECKSUM_KEY, mask.shape):
                 old.data = mask
+                old.scale, old.translate = kwargs["scale"], kwargs["translate"]
                 old.metadata.update(meta)
                 return
             kept = f"{name} (kept {time.strftime('%H:%M:%S')})"
@@ -252,3 +256,18 @@ class SegmentWidget(TaskDock):
             old.visible = False
             self._kept.append(kept)
         self._viewer.add_labels(mask, metadata=meta, **kwargs)
+
+
+def pair_name(cls: int, image_layer: Image, layers) -> str:
+    """``grains``/``pores`` while that name is free or names ``image_layer``'s own pair, else
+    ``grains [<image>]``: a result never lands in a pair made for another image."""
+    plain = LAYER_NAMES[cls]
+    if plain not in layers:
+        return plain
+    layer = layers[plain]
+    owner = layer.metadata.get(IMAGE_KEY)
+    if owner == image_layer.name or (
+        owner is None and spatial_shape(layer) == spatial_shape(image_layer)
+    ):
+        return plain  # its own pair, or one made by hand over it (kept if edited)
+    return f"{plain} [{image_layer.name}]"

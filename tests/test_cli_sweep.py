@@ -172,3 +172,22 @@ def test_a_two_channel_image_is_refused_before_the_compute(tiny_checkpoint, tmp_
     assert _predict(path, "--out", tmp_path / "out", model=tiny_checkpoint) == 1
     [line] = _lines(capsys)
     assert str(path) in line and "2 channels" in line and "Cannot write" not in line
+
+
+# -- --ignore-values 0 1 2 had no effect at all ---------------------------------------------------
+def test_ignore_values_leave_classes_unscored_too(tmp_path, capsys):
+    import json
+
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    write_labels(pred / "a.png", np.array([[0, 1, 2, 2], [0, 1, 1, 2]]))
+    write_labels(truth / "a.png", np.array([[0, 1, 2, 1], [0, 1, 2, 2]]))
+    argv = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--json"]
+    scores = []
+    for ignore in ([], ["2"], ["0", "1", "2"]):
+        assert main([*argv, *(["--ignore-values", *ignore] if ignore else [])]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    every, no_pores, none = scores
+    assert every["per_class_iou"]["pore"] == pytest.approx(2 / 4)
+    assert no_pores["per_class_iou"]["pore"] == 0.0  # only the false pore on a grain is left
+    assert no_pores["per_class_iou"]["grain"] == pytest.approx(2 / 3)
+    assert none["mean_iou"] is None and sum(map(sum, none["confusion_matrix"])) == 0

@@ -87,8 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="VALUE",
-        help="other values that may appear in the reference maps and are not scored like 255 "
-        "(without it, a reference with a value other than 0, 1, 2 or 255 stops the run)",
+        help="values of the reference maps left unscored like 255: other values (without it, a "
+        "reference with a value other than 0, 1, 2 or 255 stops the run) or classes (2: "
+        "score matrix and grain only)",
     )
     p.add_argument(
         "--json",
@@ -120,6 +121,18 @@ def check_truth_values(labels: np.ndarray, path: Path, allowed: tuple[int, ...] 
             f"fix the map, or pass --ignore-values {' '.join(map(str, stray))} to leave those "
             "pixels unscored"
         )
+
+
+def scored_truth(truth: Sample, path: Path, ignore_values) -> Sample:
+    """``truth`` with the ``--ignore-values`` pixels set to 255 (not scored; 0, 1 and 2 too:
+    ``--ignore-values 2`` leaves the pores out), after :func:`check_truth_values`."""
+    import numpy as np
+
+    check_truth_values(truth.labels, path, tuple(ignore_values))
+    if not ignore_values:
+        return truth
+    labels = np.asarray(truth.labels)
+    return truth.with_labels(np.where(np.isin(labels, list(ignore_values)), 255, labels))
 
 
 def _pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
@@ -156,7 +169,7 @@ class _Scorer:
         try:
             if self.model is None:
                 truth, pred = self._read_pair(source, truth_path)
-                check_truth_values(truth.labels, truth_path, tuple(self.args.ignore_values))
+                truth = scored_truth(truth, truth_path, self.args.ignore_values)
             else:
                 truth, pred = self._predict_pair(source, truth_path)
         except ImageReadError as exc:
@@ -185,7 +198,7 @@ class _Scorer:
 
         sample = read_sample(source, labels=truth_path)  # a 2-D label map: a 2-D image
         args = self.args
-        check_truth_values(sample.labels, truth_path, tuple(args.ignore_values))  # before compute
+        sample = scored_truth(sample, truth_path, args.ignore_values)  # before the compute
         # options that the shared model arguments may add (e.g. --precision)
         extra = {k: getattr(args, k) for k in ("precision", "backend") if getattr(args, k, None)}
         with TileBar(source.name) as bar:

@@ -106,3 +106,27 @@ def test_run_record_is_written_once(tmp_path):
     with pytest.raises(ValueError, match="workers 0"):
         _trainer(tmp_path / "w.safetensors", {**CFG, "num_workers": 1}, None,
                  RunState(tmp_path / "r2")).fit()  # fmt: skip
+
+
+def test_state_model_writes_the_validated_weights_of_a_state(tmp_path, monkeypatch):
+    """benchmarks/state_model.py: the state's weights at a validation, as a model file."""
+    from pathlib import Path
+
+    from napari_poregrain.model import save_checkpoint
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    state_model = pytest.importorskip("state_model")
+    start = save_checkpoint(_init_loaded(), tmp_path / "start.safetensors")
+    trainer = _trainer(tmp_path / "m.safetensors", {**CFG, "steps": 3}, None,
+                       RunState(tmp_path / "run"))  # fmt: skip
+    trainer.fit()
+    path = state_model.snapshot(tmp_path / "run", tmp_path / "epochs", str(start))
+    assert path.name == "step-00003.safetensors"
+    got, want = load_checkpoint(path).net.state_dict(), trainer.kept.state_dict()
+    floats = [k for k in want if want[k].is_floating_point()]
+    assert all(torch.equal(got[k].float(), want[k].half().float()) for k in floats)
+
+
+def _init_loaded():
+    torch.manual_seed(0)
+    return new_model("resnet18", refine=True, name="start")  # as a run from scratch builds it

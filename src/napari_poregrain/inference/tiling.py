@@ -19,10 +19,8 @@ import torch
 from ..callbacks import StopFn, check_stop
 from ..classes import N_CLASSES
 from .device import default_batch, default_tile, forward
-from .options import DEFAULT_OVERLAP
+from .options import DEFAULT_OVERLAP, MULTIPLE
 
-MULTIPLE = 16
-"""DeepLabV3+ (output stride 16) needs tile sides divisible by this."""
 
 
 def round_up(n: int, multiple: int = MULTIPLE) -> int:

@@ -22,7 +22,6 @@ from .device import default_batch, default_tile, forward
 from .options import DEFAULT_OVERLAP, MULTIPLE
 
 
-
 def round_up(n: int, multiple: int = MULTIPLE) -> int:
     return -(-n // multiple) * multiple
 

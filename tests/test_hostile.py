@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
@@ -233,3 +233,91 @@ def test_checkpoint_loader_gives_a_model_or_checkpoint_error(
         assert str(path) in str(exc) and "\n" not in str(exc)
         return
     assert loaded.meta.encoder == "resnet18" and loaded.meta.normalization.std > 0
+
+
+# -- recipes (issue 26): any key, any TOML value -> a Recipe with values of the schema's types, or
+# one sentence naming the file; never a TypeError deep in training, never a value silently wrong
+_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=6)
+_scalars = st.integers(-(2**40), 2**40) | st.floats() | st.booleans() | _text
+toml_values = _scalars | st.lists(_scalars, max_size=3)
+TRAIN_KEYS = ["steps", "crop", "batch", "lr", "scale_range", "seed", "patience", "amp", "stepz"]
+SOURCE_KEYS = ["name", "images", "labels", "val", "repeat", "synthetic", "count", "size", "imgs"]
+MODEL_KEYS = ["encoder", "refine", "name", "init", "encodr"]
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
+
+
+def _section(header: str, table: dict) -> str:
+    return header + "\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+
+
+@settings(FAST, max_examples=40)
+@given(
+    model=st.dictionaries(st.sampled_from(MODEL_KEYS), toml_values, max_size=2),
+    train=st.dictionaries(st.sampled_from(TRAIN_KEYS), toml_values, max_size=3),
+    source=st.dictionaries(st.sampled_from(SOURCE_KEYS), toml_values, max_size=3),
+)
+@example(model={"encodr": "x"}, train={"steps": True}, source={})  # used to train, 1 step
+@example(model={}, train={"crop": "64", "scale_range": 3}, source={"images": 5})
+def test_recipe_loader_gives_typed_settings_or_one_sentence(
+    tmp_path_factory, model, train, source
+):
+    from napari_poregrain.training.config import TrainConfig
+    from napari_poregrain.training.recipe import load_recipe
+
+    path = tmp_path_factory.mktemp("recipe") / "r.toml"
+    source = {"name": "s", "synthetic": True, **source}
+    path.write_text(
+        _section("[model]", model) + _section("[train]", train) + _section("[[source]]", source)
+    )
+    try:
+        recipe = load_recipe(path)
+    except ValueError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+        return
+    for key, value in recipe.train.items():  # what the schema let through has the field's type
+        default = getattr(TrainConfig(), key)
+        if isinstance(default, bool):
+            assert isinstance(value, bool)
+        elif isinstance(default, int):
+            assert isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            assert isinstance(value, (int, float)) and np.isfinite(value)
+    assert all(isinstance(recipe.model[k], str) for k in ("encoder", "name") if k in recipe.model)
+    assert all(isinstance(s.name, str) and isinstance(s.repeat, int) for s in recipe.sources)
+
+
+# -- option combinations (issue 26): what the parser accepts never makes a degenerate tile plan
+@settings(FAST, max_examples=40)
+@given(
+    tile=st.none() | st.integers(1, 40).map(lambda n: 16 * n),
+    overlap=st.floats(0, 0.999),
+    length=st.integers(1, 5000),
+)
+@example(tile=16, overlap=0.99, length=100)  # was a ZeroDivisionError in tiling.layout
+def test_accepted_tile_and_overlap_always_make_a_tile_plan(tile, overlap, length):
+    from napari_poregrain.cli import build_parser
+    from napari_poregrain.inference.options import CPU_TILE, DEFAULT_TILE
+    from napari_poregrain.inference.tiling import layout, overlap_pixels
+
+    argv = ["predict", "x.tif", "--out", "o", "--overlap", repr(overlap)]
+    argv += ["--tile", str(tile)] if tile else []
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        assert exc.code == 2
+        return
+    for side in [args.tile] if args.tile else [CPU_TILE, DEFAULT_TILE]:
+        size, starts = layout(length, side, overlap_pixels(side, args.overlap))
+        assert starts[0] == 0 and starts[-1] + size >= length and size % 16 == 0
+        assert all(b - a <= size for a, b in zip(starts, starts[1:]))  # no gap between tiles

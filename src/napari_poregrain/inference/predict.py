@@ -93,13 +93,7 @@ def predict(
     if isinstance(sample.pixels, np.ndarray):  # a lazy image is checked tile by tile
         check_pixels(sample.content())
     if getattr(model, "head", None) is not None:  # a pixel head over the network (adapt/)
-        from ..adapt.apply import predict_with_head
-
-        _check_sink(sample, out, return_confidence)
-        return predict_with_head(
-            sample, model, device=device, return_confidence=return_confidence,
-            progress=progress, should_stop=should_stop, out=out,
-        )  # fmt: skip
+        return _with_head(sample, model, device, return_confidence, progress, should_stop, out)
     dev = resolve_device(device)
     engine = resolve_backend(backend, dev, precision)
     norm = model.meta.normalization
@@ -124,6 +118,17 @@ def predict(
     if not sample.is_stack:
         return Prediction(labels[0], None if conf is None else conf[0])
     return Prediction(labels, conf)
+
+
+def _with_head(sample, model, device, confidence, progress, should_stop, out) -> Prediction:
+    """:func:`predict` for a model carrying a pixel head (see :mod:`..adapt.apply`)."""
+    from ..adapt.apply import predict_with_head
+
+    _check_sink(sample, out, confidence)
+    return predict_with_head(
+        sample, model, device=device, return_confidence=confidence, progress=progress,
+        should_stop=should_stop, out=out,
+    )  # fmt: skip
 
 
 def predict_to_file(sample: Sample, target, model: LoadedModel, **options) -> None:

@@ -125,3 +125,18 @@ def test_a_stroke_that_repaints_the_prediction_still_counts(make_napari_viewer, 
     painted = dock.live.brush.painted_mask(grains)
     assert painted is not None and painted[10, 5:16].all() and painted.sum() < 60
     assert not painted[20:].any()
+
+
+def test_dock_modules_import_without_torch():
+    """Opening a dock never imports torch on the GUI thread (seconds on a 2-core CPU): the
+    engine loads in a background thread (``_devices.TorchWarmup``) or in the task."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_poregrain._widgets.segment, napari_poregrain._widgets.finetune, "
+        "napari_poregrain._widgets.iou_report, napari_poregrain._widgets.measure; "
+        "print(sorted(m for m in ('torch', 'segmentation_models_pytorch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]

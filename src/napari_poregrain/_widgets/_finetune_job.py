@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import CLASS_NAMES, GRAIN, PORE
-from ..model import available_models, load_checkpoint, user_model_dir
+from ..registry import available_models, user_model_dir
 from ..sample import Sample
 from ._layers import sample_from_layers, spatial_shape
 
@@ -117,6 +117,7 @@ class FinetuneJob:
         return f"Fine-tuning {start} on {len(self.arrays)} image(s) or slice(s) → {self.out.stem}…"
 
     def __call__(self, emit, should_stop):
+        from ..model import load_checkpoint
         from ..training import train
 
         init = None if self.model_path is None else load_checkpoint(self.model_path)

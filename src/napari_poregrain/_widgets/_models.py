@@ -6,7 +6,7 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, FileEdit
 
-from ..model import available_models
+from ..registry import available_models
 from ._events import events
 
 FILE_CHOICE = "checkpoint file…"

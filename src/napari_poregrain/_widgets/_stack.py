@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..inference.predict import Prediction, predict
 from ..sample import Sample
+
+if TYPE_CHECKING:
+    from ..inference.predict import Prediction
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ def predict_stack(
 ) -> Prediction:
     """Segment a (Z, Y, X) Sample slice by slice, ``first`` first; after each slice emit a
     :class:`SliceDone` (the first one lets the viewer show that slice at once)."""
+    from ..inference.predict import Prediction, predict  # torch: in the worker, not at import
+
     n = sample.shape[0]
     parts = list(sample.slices())
     labels = np.zeros((n, sample.height, sample.width), np.uint8)

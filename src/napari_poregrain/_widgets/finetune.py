@@ -27,10 +27,10 @@ from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QListWidget
 
 from ..classes import GRAIN, LAYER_NAMES, PORE
-from ..inference.device import available_devices
 from ..training.config import finetune_config
 from ._base import TaskDock
 from ._brush import OverlapFix
+from ._devices import DeviceChoices, TorchWarmup
 from ._events import events
 from ._finetune_job import (
     FinetuneJob,
@@ -77,6 +77,7 @@ class FinetuneWidget(TaskDock):
         self._add.clicked.connect(self.add_pair)
         self._remove.clicked.connect(self.remove_selected)
         self._follower = LayerFollower(self._viewer, self.reset_choices)
+        self._warmup = TorchWarmup(self.reset_choices)  # torch loads off the GUI thread
         self.reset_choices()
 
     def _build_set(self, viewer) -> None:
@@ -113,7 +114,7 @@ class FinetuneWidget(TaskDock):
         self._val = FloatSpinBox(
             label="validation", min=0.0, max=0.5, step=0.05, value=defaults.val_fraction
         )
-        self._device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self._device = ComboBox(label="device", choices=DeviceChoices(), value="auto")
         self._name = LineEdit(label="new model", value=f"finetuned-{time.strftime('%Y%m%d-%H%M')}")
         self._settings = Container(
             widgets=[

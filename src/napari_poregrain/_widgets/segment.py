@@ -18,13 +18,11 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ..classes import LAYER_NAMES
-from ..inference.device import available_devices, default_tile, resolve_device
-from ..inference.predict import predict
-from ..inference.tiling import DEFAULT_OVERLAP
-from ..model import load_checkpoint
+from ..inference.options import CPU_TILE, DEFAULT_OVERLAP
 from ..sample import Sample
 from ._base import TaskDock
 from ._brush import OneBrush
+from ._devices import DeviceChoices, TorchWarmup, default_tile_now
 from ._layers import (
     LayerChoices,
     checksum,
@@ -62,6 +60,9 @@ class SegmentJob:
         self.first = first  # a stack's slice to segment (and show) first
 
     def __call__(self, emit, should_stop):
+        from ..inference.predict import predict
+        from ..model import load_checkpoint
+
         model = load_checkpoint(self.model_path)
         if self.sample.is_stack:
             result = predict_stack(
@@ -103,10 +104,8 @@ class SegmentWidget(TaskDock):
         self._image = ComboBox(label="image", choices=LayerChoices(self._viewer, Image))
         self._picker = ModelPicker(on_change=self.update_state)
         self._model, self._file = self._picker.combo, self._picker.file
-        self._device = ComboBox(label="device", choices=available_devices(), value="auto")
-        self._tile = SpinBox(
-            label="tile", min=64, max=4096, step=16, value=default_tile(resolve_device("auto"))
-        )
+        self._device = ComboBox(label="device", choices=DeviceChoices(), value="auto")
+        self._tile = SpinBox(label="tile", min=64, max=4096, step=16, value=default_tile_now())
         self._overlap = FloatSpinBox(
             label="overlap", min=0.0, max=0.5, step=0.05, value=DEFAULT_OVERLAP
         )
@@ -122,7 +121,14 @@ class SegmentWidget(TaskDock):
         self._layout.addWidget(self._form.native)
         self._brush = OneBrush.attach(self._viewer)  # painting one class clears the other
         warm_up_labels()
+        self._warmup = TorchWarmup(self.engine_ready)  # torch loads off the GUI thread
         self.update_state()
+
+    def engine_ready(self) -> None:
+        """torch is loaded: list every device; the tile follows it unless changed by hand."""
+        self._device.reset_choices()
+        if self._tile.value == CPU_TILE:
+            self._tile.value = default_tile_now()
 
     # -- model choice -----------------------------------------------------------------
     def select_model(self, path) -> None:

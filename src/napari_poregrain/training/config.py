@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..inference.tiling import MULTIPLE
+from ..inference.options import MULTIPLE
 from ..io.atomic import atomic_write_bytes
 
 DEFAULT_STEPS = 300

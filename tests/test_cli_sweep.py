@@ -191,3 +191,26 @@ def test_ignore_values_leave_classes_unscored_too(tmp_path, capsys):
     assert no_pores["per_class_iou"]["pore"] == 0.0  # only the false pore on a grain is left
     assert no_pores["per_class_iou"]["grain"] == pytest.approx(2 / 3)
     assert none["mean_iou"] is None and sum(map(sum, none["confusion_matrix"])) == 0
+
+
+def test_a_named_pipe_as_model_is_refused_unopened(tmp_path, capsys):
+    pipe = tmp_path / "m.safetensors"
+    os.mkfifo(pipe)
+    image = _image(tmp_path / "a.tif")
+    assert _predict(image, "--out", tmp_path / "out", model=pipe) == 2
+    argv = ["train", "--images", str(tmp_path), "--labels", str(tmp_path), "--init", str(pipe)]
+    assert main([*argv, "--out", str(tmp_path / "new.safetensors")]) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 2 and all(f"{pipe}: it is a named pipe" in line for line in lines)
+
+
+def test_train_never_writes_over_the_recipes_starting_model(tiny_checkpoint, tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f'[model]\ninit = "{tiny_checkpoint}"\n[[source]]\nname = "s"\nsynthetic = true\n'
+    )
+    before = tiny_checkpoint.read_bytes()
+    tiny_checkpoint.with_suffix(".csv").unlink(missing_ok=True)
+    assert main(["train", "--config", str(recipe), "--out", str(tiny_checkpoint)]) == 2
+    [line] = _lines(capsys)
+    assert line.count(str(tiny_checkpoint)) == 2 and tiny_checkpoint.read_bytes() == before

@@ -39,6 +39,17 @@ def pair_by_stem(
     return [(stem, left[stem], right[stem]) for stem in sorted(left)]
 
 
+def check_model_file(path: Path) -> Path:
+    """``path``, or CliError when it names a named pipe, device or socket (opening one would
+    block or never end)."""
+    from ..io.files import not_regular
+
+    kind = not_regular(path)
+    if kind and kind != "a folder":
+        raise CliError(f"{path}: it is {kind}, not a model file")
+    return path
+
+
 def first_file(candidates: Iterable[Path]) -> Path | None:
     """The first of ``candidates`` that is an existing file, or None."""
     return next((p for p in candidates if p.is_file()), None)

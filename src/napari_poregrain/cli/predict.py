@@ -128,9 +128,10 @@ def load_model(args: argparse.Namespace):
     (no torch network built: a quick start), else the checkpoint loaded and checked."""
     from ..inference.backend import cached_model
     from ..registry import CheckpointError, resolve_model
+    from ._files import check_model_file
 
     try:
-        path = resolve_model(args.model)
+        path = check_model_file(resolve_model(args.model))
         fast = cached_model(path, args.backend, args.device)
         if fast is not None:
             return fast

@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..sample import Sample
 from . import CliError
-from ._files import files_by_stem, pair_by_stem
+from ._files import check_model_file, files_by_stem, pair_by_stem
+from ._keep import keep_model
 from ._resume import resumed, start
 from ._train_args import CONFIG_OPTIONS, add_arguments
 
@@ -84,15 +85,25 @@ def _recipe_data(args: argparse.Namespace):
     return recipe, split.samples("train"), split.samples("val")
 
 
+def _recipe_init(args: argparse.Namespace) -> Path | None:
+    """The recipe's starting model file (``[model] init``) when ``--init`` does not replace it."""
+    from ..training.recipe import load_recipe
+
+    if args.config is None or args.init is not None:
+        return None
+    try:
+        init = load_recipe(args.config).model.get("init")  # the TOML only: nothing else is read
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    return None if init in (None, "default", "scratch") else Path(init)
+
+
 def _config(args: argparse.Namespace, recipe_train: dict | None, fine_tune: bool = False):
     """The settings: the fine-tune defaults (``fine_tune``) or the recipe's, then the options."""
     from ..training.config import TrainConfig, finetune_config
 
-    known = {f.name for f in fields(TrainConfig)}
     cfg = finetune_config() if fine_tune else TrainConfig()
-    for key, value in (recipe_train or {}).items():
-        if key not in known:
-            raise CliError(f"{args.config}: unknown [train] setting {key!r}")
+    for key, value in (recipe_train or {}).items():  # keys and types checked by the schema
         if key == "scale_range":
             value = tuple(value)
         setattr(cfg, key, value)
@@ -124,7 +135,7 @@ def _init_model(spec: str, encoder: str | None):
                 "no default model is installed yet; pass --init scratch or --init "
                 "MODEL.safetensors"
             )
-        return load_checkpoint(resolve_model(spec))
+        return load_checkpoint(check_model_file(resolve_model(spec)))
     except CheckpointError as exc:
         raise CliError(str(exc)) from None
 
@@ -224,6 +235,7 @@ def _check_args(args: argparse.Namespace) -> None:
     from ..io.outputs import OutputError, check_folder, check_names, check_not_inputs
 
     inputs = (args.init, args.config, args.images, args.labels, args.val_images, args.val_labels)
+    inputs += (_recipe_init(args),)
     outputs = (out, log_path_for(out))
     try:
         check_not_inputs(outputs, [Path(p) for p in (*inputs, args.data_dir) if p is not None])
@@ -302,38 +314,11 @@ def _train(job: _Job, args: argparse.Namespace):
         except (ValueError, FileExistsError, FloatingPointError) as exc:
             raise CliError(str(exc)) from None
         except OSError as exc:  # read-only folder, disk full: keep the model elsewhere, say where
-            kept = _keep_model(trainer)
+            kept = keep_model(trainer)
             why = f"could not save to {args.out}: {exc.strerror or exc}"
             raise CliError(why + (f"; the model is kept as {kept}" if kept else ""), 1) from None
         finally:
             reporter.close()
-
-
-def _keep_model(trainer) -> Path | None:
-    """Where the best model so far is after a failed save: the file saved at an earlier epoch,
-    or a short name beside ``--out`` (else the temporary folder); None when nothing is kept."""
-    from ..io.outputs import keep_elsewhere
-
-    if trainer is None or trainer.kept is None:
-        return None
-    if trainer.result.path is not None and trainer.result.path.is_file():
-        return trainer.result.path
-    return keep_elsewhere(trainer.out_path, _SaveAs(trainer))
-
-
-class _SaveAs:
-    """Save a trainer's best weights under another name (for :func:`keep_elsewhere`)."""
-
-    def __init__(self, trainer) -> None:
-        self.trainer = trainer
-
-    def __call__(self, path: Path) -> Path:
-        from ..training.config import log_path_for
-
-        trainer = self.trainer
-        trainer.out_path, trainer.log_path = path, log_path_for(path)
-        trainer.result.log_path = trainer.log_path
-        return trainer.save_best()
 
 
 def _print_result(result) -> None:

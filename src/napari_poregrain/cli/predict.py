@@ -278,7 +278,7 @@ def _run_all(args: argparse.Namespace, outputs: list[Path], model) -> int:
             else:
                 problem = _stream(path, target, model, args)
         except (ImageReadError, ValueError, OSError) as exc:
-            problem = f"{path}: {exc}", False
+            problem = (str(exc) if str(path) in str(exc) else f"{path}: {exc}"), False
         if problem is None:
             continue
         failures += 1

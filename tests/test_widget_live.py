@@ -67,3 +67,23 @@ def test_live_needs_a_pair_and_says_so(live):
     w._grains.value = None
     w.live.toggle.value = True
     assert not w.live.toggle.value and "choose the image" in w.live.status.value
+
+
+def test_fine_tune_in_live_mode_learns_the_painted_pixels_in_two_stages(live, qtbot, tmp_path):
+    from napari_poregrain.model import load_checkpoint
+
+    viewer, w, truth = live
+    grains, pores = viewer.layers["grains"], viewer.layers["pores"]
+    w.live.toggle.value = True
+    _paint_truth(grains, truth, GRAIN, step=3)
+    _paint_truth(pores, truth, PORE, step=3)
+    _paint_truth(grains, truth, 0, value=0, step=11)
+    w._length.value, w._crop.value, w._batch.value, w._name.value = 4, 64, 2, "live-mine"
+    w.run()
+    assert "Live fine-tune" in w._status.value
+    qtbot.waitUntil(lambda: w._task is None, timeout=300_000)
+    out = tmp_path / "models" / "live-mine.safetensors"
+    assert out.is_file() == w._status.value.startswith("Saved"), w._status.value
+    if out.is_file():
+        saved = load_checkpoint(out)
+        assert ("head" in w._status.value.split("(")[0]) == (saved.head is not None)

@@ -17,7 +17,7 @@ from magicgui.widgets import PushButton
 from napari.layers import Labels
 
 from ..classes import GRAIN, IGNORE, LAYER_NAMES, PORE
-from ._layers import layer_pixels, overlap_text, real_viewer, spatial_shape
+from ._layers import class_pixels, layer_pixels, overlap_text, real_viewer, spatial_shape
 from ._pairs import IMAGE_KEY, class_rank, newest_pair
 from ._strokes import StrokeTracker
 
@@ -157,7 +157,7 @@ class OverlapFix:
         g, p = (np.asarray(layer_pixels(ly)) for ly in (grains, pores))
         if g.shape != p.shape:
             return  # the Sample refuses it with its own sentence
-        both = (g != 0) & (p != 0)
+        both = class_pixels(g) & class_pixels(p)  # 255 (unlabelled) in both is no overlap
         if both.any():
             self.pending = (grains, pores)
             self.button.visible = True
@@ -174,7 +174,9 @@ class OverlapFix:
         grains, pores = self.pending
         winner = self.brush.last_painted(grains, pores)
         loser = pores if winner is grains else grains
-        both = (np.asarray(layer_pixels(grains)) != 0) & (np.asarray(layer_pixels(pores)) != 0)
+        both = class_pixels(np.asarray(layer_pixels(grains))) & class_pixels(
+            np.asarray(layer_pixels(pores))
+        )
         loser.data_setitem(np.nonzero(both), 0)
         self.pending = None
         self.button.visible = False

@@ -15,6 +15,9 @@ from ..classes import GRAIN, IGNORE, PORE
 from ..sample import Sample
 from ._layers import labels_from_layers, layer_pixels
 
+LIVE_STEPS = 200
+"""Optimiser steps of a live refit (the saved head takes the engine's default): a preview
+within seconds of a stroke; measured in benchmarks/live.py."""
 REGION_BOX = 256
 REGIONS = 5
 WHOLE_IMAGE_RANKED = 1 << 24
@@ -46,7 +49,7 @@ class RefitJob:
         from ..adapt.head import fit_head
 
         start = time.perf_counter()
-        head = fit_head(self.features, self.labels)
+        head = fit_head(self.features, self.labels, steps=LIVE_STEPS)
         labels = head.predict(self.features, self.window)
         return {
             "window": self.window,
@@ -99,3 +102,43 @@ def accepted_pixels(preview: dict, grains, pores, painted: np.ndarray | None) ->
         ys, xs = np.nonzero(change)
         out.append(((ys + y0, xs + x0), target[ys, xs]))
     return out
+
+
+class TwoStageJob:
+    """The Fine-tune button in Live mode: the head, then the network distilled from it
+    (:func:`..adapt.two_stage.two_stage`), on the painted pixels; the best candidate saved."""
+
+    def __init__(self, samples: list[Sample], model_path: Path, out: Path, config) -> None:
+        self.samples, self.model_path, self.out, self.config = samples, model_path, out, config
+
+    def describe(self) -> str:
+        return f"Live fine-tune of {self.model_path.stem}: head, then network → {self.out.stem}…"
+
+    def __call__(self, emit, should_stop) -> TwoStageOutcome:
+        from ..adapt.two_stage import two_stage
+        from ..model import load_checkpoint, save_checkpoint
+
+        start = load_checkpoint(self.model_path)
+        result = two_stage(
+            self.samples, start, config=self.config, progress=emit, should_stop=should_stop
+        )
+        if result.stage == "zero-shot":
+            text = "No candidate beat the starting model: nothing was saved."
+            return TwoStageOutcome(None, text)
+        path = save_checkpoint(result.model, self.out, exclusive=True)
+        return TwoStageOutcome(path, f"Saved {path.stem}: {result.message}.")
+
+
+class TwoStageOutcome:
+    """What a Live fine-tune saved (``path`` None: nothing) and its sentence."""
+
+    def __init__(self, path: Path | None, text: str) -> None:
+        self.path, self.text = path, text
+
+
+def painted_samples(samples: list[Sample], grains, pores, painted) -> list[Sample]:
+    """The pair's Samples with only the painted pixels labelled (a 2-D image)."""
+    labels = painted_labels(grains, pores, painted)
+    if labels is None:
+        raise ValueError("paint some strokes first (Live mode learns from painted pixels)")
+    return [s.with_labels(labels) for s in samples]

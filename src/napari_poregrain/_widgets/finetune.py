@@ -43,6 +43,7 @@ from ._finetune_job import (
 )
 from ._layers import LayerChoices
 from ._live import LiveMode
+from ._live_jobs import TwoStageJob, painted_samples
 from ._models import ModelPicker
 from ._pairs import LayerFollower, PairPicker
 from ._plots import TrainingPlot
@@ -197,6 +198,11 @@ class FinetuneWidget(TaskDock):
             val_fraction=float(self._val.value),
             device=self._device.value,
         )
+        if self.live.toggle.value and not self._pairs and model_path is not None:
+            pair = pairs[0]
+            painted = self.live.brush.painted_mask(pair.grains)
+            samples = painted_samples(samples, pair.grains, pair.pores, painted)
+            return TwoStageJob(samples, model_path, out, config)
         return FinetuneJob(samples, model_path, out, config)
 
     def starting(self, job: FinetuneJob) -> str:
@@ -214,7 +220,7 @@ class FinetuneWidget(TaskDock):
 
     def on_done(self, result) -> None:
         self.plot.draw(self.curves)
-        self._status.value = result_text(result)
+        self._status.value = getattr(result, "text", None) or result_text(result)
         if result.path is None:
             return
         events.model_added.emit(result.path)

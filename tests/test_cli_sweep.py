@@ -89,9 +89,18 @@ def test_a_name_too_long_is_refused_before_the_compute(tmp_path):
 def test_predict_refuses_a_long_name_before_loading_the_model(tmp_path, capsys):
     image = _image(tmp_path / "folder" / ("x" * 248 + ".tif"))  # folder_xxx.png: 259 bytes
     missing = tmp_path / "missing.safetensors"
-    assert _predict(image, "--out", tmp_path / "out", "--unique-names", model=missing) == 2
+    for out in (tmp_path / "new", tmp_path):  # a folder to create, one that exists
+        assert _predict(image, "--out", out, "--unique-names", model=missing) == 2
+        [line] = _lines(capsys)
+        assert "longer than the file system" in line
+
+
+def test_train_refuses_a_long_name_before_reading_anything(tmp_path, capsys):
+    out = tmp_path / ("m" * 245 + ".safetensors")  # 257 bytes, in a folder that exists
+    argv = ["train", "--images", str(tmp_path / "none"), "--labels", str(tmp_path)]
+    assert main([*argv, "--init", "scratch", "--out", str(out)]) == 2
     [line] = _lines(capsys)
-    assert "longer than the file system" in line
+    assert "257 bytes, longer than the file system" in line
 
 
 def test_a_failed_model_save_keeps_the_model_and_says_where(tmp_path, capsys, monkeypatch):

@@ -239,13 +239,13 @@ def _check_args(args: argparse.Namespace) -> None:
     outputs = (out, log_path_for(out))
     try:
         check_not_inputs(outputs, [Path(p) for p in (*inputs, args.data_dir) if p is not None])
+        check_folder(out.parent)  # before hours of training, not after
+        check_names(outputs)  # a name too long fails here, not at the first save
         for path in outputs:
             if path.exists() and args.resume is None:  # a resumed run's own files
                 raise OutputError(
                     f"{path} already exists; choose another --out (nothing is overwritten)"
                 )
-        check_folder(out.parent)  # before hours of training, not after
-        check_names(outputs)
     except OutputError as exc:
         raise CliError(str(exc)) from None
     if (args.val_images is None) != (args.val_labels is None):
@@ -348,6 +348,10 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     job = _recipe_job(args) if args.config is not None else _files_job(args)
     job.run = start(args, job)  # --run-dir: resumable
+    from . import _two_stage
+
+    if _two_stage.wanted(args, job):  # fine-tuning from files: head, then network
+        return _two_stage.run(job, args)
     try:
         result = _train(job, args)
     finally:

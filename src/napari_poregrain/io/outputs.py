@@ -69,12 +69,21 @@ def plan_outputs(
         plan.append([folder / f"{name}{s}" for s in own])
     check_not_inputs(_flat(plan), [*inputs, *protect])
     if not overwrite:
-        taken = next((p for p in _flat(plan) if p.exists() or p.is_symlink()), None)
+        taken = next((p for p in _flat(plan) if _taken(p)), None)
         if taken is not None:
             raise OutputError(
                 f"{taken} exists already; pass --overwrite to replace it, or choose another --out"
             )
     return plan
+
+
+def _taken(path: Path) -> bool:
+    """True when a file or link has the name (a name too long to look up is not taken:
+    :func:`check_names` reports it)."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return False
 
 
 def _clash(first: Path, second: Path, output: Path) -> str:

@@ -111,3 +111,16 @@ def test_cli_refuses_an_onnxruntime_bf16_run_before_any_compute(tiny_checkpoint,
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].endswith("runs fp32, not bf16")
     assert not (tmp_path / "o" / "a.png").exists()
+
+
+def test_a_network_onnx_cannot_hold_runs_on_torch_under_auto(tiny_model):
+    from dataclasses import replace
+
+    from napari_poregrain.inference.scales import ScaleAveraged
+
+    image, _ = make_sample((96, 128), seed=1)
+    model = replace(tiny_model, net=ScaleAveraged(tiny_model.net, (1.0, 0.5)))
+    ref = predict(image, model, tile=64, backend="torch").labels
+    assert np.array_equal(predict(image, model, tile=64).labels, ref)
+    with pytest.raises(ValueError, match="cannot be exported to ONNX"):
+        predict(image, model, tile=64, backend="onnxruntime")

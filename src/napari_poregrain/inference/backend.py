@@ -58,9 +58,14 @@ class Backend:
             return net
         if self.name == "torch":
             return net
-        from .onnx import onnx_net
+        from .onnx import ExportError, onnx_net
 
-        runner = onnx_net(net)
+        try:
+            runner = onnx_net(net)
+        except ExportError:
+            if self.fallback:  # auto: a network ONNX cannot hold (a wrapper) runs on torch
+                return net
+            raise
         return net if self.fallback and not runner.exact else runner
 
     def describe(self) -> str:

@@ -34,6 +34,10 @@ PROBE = 256
 """Side of the synthetic probe image on which ONNX and torch fp32 labels are compared."""
 
 
+class ExportError(ValueError):
+    """The network cannot be exported to ONNX; the message is one sentence."""
+
+
 def available() -> bool:
     """True when onnxruntime can be imported."""
     import importlib.util
@@ -85,6 +89,7 @@ class _Cache:
     def __init__(self) -> None:
         self.keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.nets: dict[tuple[str, int], OnnxNet] = {}
+        self.failed: dict[str, str] = {}  # key -> why its export failed (not retried)
         self.lock = threading.Lock()
 
     def key(self, net: torch.nn.Module) -> str:
@@ -99,8 +104,14 @@ class _Cache:
         with self.lock:
             key = self.key(net)
             found = self.nets.get((key, threads))
+            if key in self.failed:
+                raise ExportError(self.failed[key])
             if found is None:
-                found = _load_or_export(net, key, threads)
+                try:
+                    found = _load_or_export(net, key, threads)
+                except ExportError as exc:
+                    self.failed[key] = str(exc)
+                    raise
                 if len(self.nets) >= 4:
                     self.nets.pop(next(iter(self.nets)))
                 self.nets[(key, threads)] = found
@@ -180,7 +191,11 @@ def _load_or_export(net: torch.nn.Module, key: str, threads: int) -> OnnxNet:
         return found
     from ..io.atomic import atomic_write_bytes
 
-    data, exact = _export(net, key)
+    try:
+        data, exact = _export(net, key)
+    except Exception as exc:  # the tracer and exporter raise many types
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ExportError(f"this network cannot be exported to ONNX ({why})") from None
     try:
         atomic_write_bytes(path, data)
     except OSError:  # a read-only or full cache: run from memory, export again next time

@@ -59,6 +59,8 @@ def test_killed_command_resumes_to_the_uninterrupted_model(tmp_path, capsys):
     _kill_after_first_state(cmd, run / "state.safetensors")
     record = json.loads((run / "run.json").read_text())
     assert record["options"]["steps"] == 8 and record["settings"]["crop"] == 64
+    del record["options"]["workers"]  # as if --workers were added after the run started
+    (run / "run.json").write_text(json.dumps(record))
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 0
     printed = capsys.readouterr().out

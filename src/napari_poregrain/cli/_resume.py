@@ -40,9 +40,9 @@ def resumed(args: argparse.Namespace) -> argparse.Namespace:
     for key in PATH_OPTIONS:
         if options.get(key) is not None:
             options[key] = Path(options[key])
-    out = argparse.Namespace(**options, resume=Path(args.resume), _run=args._run)
-    out.command = args.command
-    out.run_dir = Path(args.resume)
+    # today's defaults first: an option added since the run started keeps its default
+    out = argparse.Namespace(**{**vars(args), **options})
+    out.resume = out.run_dir = Path(args.resume)
     if out.config is not None and _read(out.config) != record.get("recipe_text"):
         raise CliError(
             f"{out.config} changed since the run started; restore it to resume "

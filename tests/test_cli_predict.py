@@ -148,3 +148,22 @@ def test_auto_format_streams_large_images(monkeypatch):
     big = (predict_cli.STREAM_ABOVE // 1000 + 1, 1000)
     assert predict_cli.resolve_format("auto", [(100, 100), big]) == "tiff"
     assert predict_cli.resolve_format("zarr", [(100, 100)]) == "zarr"
+
+
+def test_a_batch_of_small_images_counts_images_not_empty_tile_bars(
+    tiny_checkpoint, tmp_path, capsys
+):
+    import tifffile
+
+    from napari_poregrain.cli import main
+    from napari_poregrain.synthetic import make_sample
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"small_{i}.tif")
+        tifffile.imwrite(paths[-1], make_sample((40, 48), seed=i)[0])
+    code = main(["predict", *map(str, paths), "--out", str(tmp_path / "out"),
+                 "--model", str(tiny_checkpoint)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "0tile" not in err and "3/3" in err

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..inference.options import BACKENDS, CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE, PRECISIONS
 from . import CliError
 from ._options import add_inputs_and_out, add_output_arguments, fraction, positive_int, tile_side
-from ._progress import TileBar
+from ._progress import ImageBar, TileBar
 
 FORMATS = ("auto", "png", "tiff", "zarr")
 SUFFIX = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
@@ -268,25 +268,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace, outputs: list[Path], model) -> int:
+    failures = 0
+    with ImageBar(len(outputs)) as images:
+        for i, (path, target) in enumerate(zip(args.images, outputs)):
+            stop = _one(args, path, target, model, len(outputs) - i - 1)
+            images.update()
+            failures += stop is not None
+            if stop:
+                return 1
+    return 1 if failures else 0
+
+
+def _one(args, path: Path, target: Path, model, left: int) -> bool | None:
+    """Segment and save one image: None when done, else whether the whole run must stop (the
+    failure is said on stderr)."""
     from ..io.images import ImageReadError
 
-    failures = 0
-    for i, (path, target) in enumerate(zip(args.images, outputs)):
-        try:
-            if target.suffix == SUFFIX["png"]:
-                problem = _save(target, _segment(path, model, args))
-            else:
-                problem = _stream(path, target, model, args)
-        except (ImageReadError, ValueError, OSError) as exc:
-            problem = (str(exc) if str(path) in str(exc) else f"{path}: {exc}"), False
-        if problem is None:
-            continue
-        failures += 1
-        message, fatal = problem
-        left = len(outputs) - i - 1
-        if fatal and left:
-            message += f"; stopped, {left} image(s) not done"
-        print(f"poregrain predict: {message}", file=sys.stderr)
-        if fatal:
-            return 1
-    return 1 if failures else 0
+    try:
+        if target.suffix == SUFFIX["png"]:
+            problem = _save(target, _segment(path, model, args))
+        else:
+            problem = _stream(path, target, model, args)
+    except (ImageReadError, ValueError, OSError) as exc:
+        problem = (str(exc) if str(path) in str(exc) else f"{path}: {exc}"), False
+    if problem is None:
+        return None
+    message, fatal = problem
+    if fatal and left:
+        message += f"; stopped, {left} image(s) not done"
+    print(f"poregrain predict: {message}", file=sys.stderr)
+    return fatal

@@ -57,6 +57,7 @@ def test_the_seed_is_range_checked_at_parse_time(capsys, tmp_path, value):
         (["--crop", "100"], "multiple of 16"),
         (["--scale-range", "2", "1"], "scale range"),
         (["--mix", "0"], "mix"),
+        (["--workers", "100000"], "--workers must be in [0, 64]"),
     ],
 )
 def test_train_settings_that_cannot_go_together_stop_at_parse_time(

@@ -41,6 +41,9 @@ def _recipe(tmp_path, text: str):
         ('[[source]]\nname = "a"\nval = "x"', '(a) val = "x": expected a list of texts'),
         ('[[source]]\nname = "a"\nrepeat = -2', "(a) repeat = -2: expected a whole number ≥ 0"),
         ("[sources]\nx = 1", "unknown section [sources]"),
+        ('[train]\ndevice = "gpu"', '[train] device = "gpu": expected one of auto, cpu, cuda'),
+        ("[train]\nnum_workers = 100000", "= 100000: expected a whole number from 0 to 64"),
+        ("[train]\nseed = -1", "seed = -1: expected a whole number from 0 to 4294967295"),
     ],
 )
 def test_off_schema_values_are_one_sentence_naming_key_value_and_expected(tmp_path, text, words):

@@ -25,6 +25,7 @@ CONFIG_OPTIONS = {
 }
 CONFIG_OPTIONS["workers"] = "num_workers"
 _val_share = Number(float, 0.0, 0.9)
+_workers = Number(int, 0, 64)  # as many processes, each holding a copy of the data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -215,9 +216,9 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers",
-        type=non_negative_int,
+        type=_workers,
         metavar="N",
-        help="extra processes preparing patches (default 0: none)",
+        help="extra processes preparing patches, 0 to 64 (default 0: none)",
     )
 
 

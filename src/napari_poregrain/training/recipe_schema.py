@@ -27,6 +27,17 @@ REQUIRED = {"source": ("name",)}
 """Keys every table of a section must have."""
 NON_NEGATIVE = ("source",)
 """Sections whose whole numbers are counts, sizes or seeds: 0 or more."""
+MAX_WORKERS = 64
+SEEDS = (0, 2**32 - 1)
+LIMITS: dict[str, dict[str, tuple[float, float]]] = {
+    "train": {"num_workers": (0, MAX_WORKERS), "seed": SEEDS},
+    "source": {"seed": SEEDS},
+}
+"""Ranges of single keys (the rest of the ranges: ``TrainConfig.validate``)."""
+CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {"device": ("auto", "cpu", "cuda", "mps")},
+}
+"""Keys that take one of a few words."""
 
 
 def _schema() -> dict[str, Any]:
@@ -73,12 +84,23 @@ def _check_table(path: Path, where: str, section: str, table: dict, spec: Any) -
             raise ValueError(
                 f"{path}: {where} has an unknown key {key!r} (= {_show(value)}); {hint}"
             )
-        expected = _problem(value, kinds[key], section in NON_NEGATIVE)
+        expected = _problem(value, kinds[key], section in NON_NEGATIVE) or _off_range(
+            value, LIMITS.get(section, {}).get(key), CHOICES.get(section, {}).get(key)
+        )
         if expected:
             raise ValueError(f"{path}: {where} {key} = {_show(value)}: expected {expected}")
     for key in REQUIRED.get(section, ()):
         if key not in table:
             raise ValueError(f"{path}: {where} has no {key} (expected {_describe(kinds[key])})")
+
+
+def _off_range(value: Any, limits: tuple | None, choices: tuple | None) -> str | None:
+    """What is expected when a value of the right type is outside its range or choices."""
+    if limits is not None and not limits[0] <= value <= limits[1]:
+        return f"a whole number from {limits[0]} to {limits[1]}"
+    if choices is not None and value not in choices:
+        return f"one of {', '.join(choices)}"
+    return None
 
 
 def _kinds(spec: Any) -> dict[str, Any]:

@@ -140,3 +140,45 @@ def test_dock_modules_import_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_docks_pick_the_pair_of_the_chosen_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for name in ("one", "two"):
+        viewer.add_image(np.zeros((16, 16), np.uint8), name=name)
+    tied = {}
+    for image, suffix in (("one", ""), ("two", " [two]")):
+        for cls in ("grains", "pores"):
+            layer = viewer.add_labels(np.zeros((16, 16), np.uint8), name=cls + suffix)
+            layer.metadata["image"] = image
+            tied[image, cls] = layer
+    finetune = open_dock(viewer, "Fine-tune on corrections")
+    measure = open_dock(viewer, "Measure")
+    finetune._image.value = viewer.layers["two"]
+    measure._image.value = viewer.layers["two"]
+    assert finetune._grains.value is tied["two", "grains"]
+    assert measure._pores.value is tied["two", "pores"]
+    finetune._image.value = viewer.layers["one"]  # never another image's pair
+    assert finetune._grains.value is tied["one", "grains"]
+
+
+def test_the_iou_report_scores_only_labelled_pixels(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 20), np.uint8), name="sem")
+    truth = np.full((20, 20), 255, np.uint8)
+    truth[:5] = 1  # 100 labelled pixels, all grain
+    truth[5:8] = 0  # 60 labelled matrix pixels
+    grains = viewer.add_labels(
+        np.where(truth == 255, 255, truth == 1).astype(np.uint8), name="grains truth"
+    )
+    pores = viewer.add_labels(np.where(truth == 255, 255, 0).astype(np.uint8), name="pores truth")
+    pred_g = viewer.add_labels(
+        (np.arange(20)[:, None] < 5).repeat(20, 1).astype(np.uint8), name="grains"
+    )
+    pred_p = viewer.add_labels(np.zeros((20, 20), np.uint8), name="pores")
+    dock = open_dock(viewer, "IoU report")
+    dock._ref_grains.value, dock._ref_pores.value = grains, pores
+    dock._pred_grains.value, dock._pred_pores.value = pred_g, pred_p
+    dock.run()
+    qtbot.waitUntil(lambda: not dock.busy, timeout=30_000)
+    assert "over 160 pixels" in dock._status.value and "mean IoU 1.000" in dock._status.value

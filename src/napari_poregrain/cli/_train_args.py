@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the new model file (never overwritten; its training log goes beside it as .csv)",
     )
     _resume_arguments(p)
+    from ._two_stage import add_arguments as two_stage_arguments
+
+    two_stage_arguments(p)
 
 
 def _resume_arguments(p: argparse.ArgumentParser) -> None:

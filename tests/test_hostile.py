@@ -321,3 +321,42 @@ def test_accepted_tile_and_overlap_always_make_a_tile_plan(tile, overlap, length
         size, starts = layout(length, side, overlap_pixels(side, args.overlap))
         assert starts[0] == 0 and starts[-1] + size >= length and size % 16 == 0
         assert all(b - a <= size for a, b in zip(starts, starts[1:]))  # no gap between tiles
+
+
+_numbers = (
+    st.integers(-(2**70), 2**70).map(str) | st.floats().map(repr) | st.sampled_from(["x", ""])
+)
+
+
+@settings(FAST, max_examples=40)
+@given(
+    options=st.dictionaries(
+        st.sampled_from(["--crop", "--batch", "--lr", "--mix", "--seed", "--workers", "--steps"]),
+        _numbers,
+        max_size=4,
+    ),
+    scale=st.none() | st.tuples(_numbers, _numbers),
+)
+def test_accepted_train_options_always_make_a_valid_config(options, scale):
+    from napari_poregrain.cli import build_parser
+    from napari_poregrain.cli._train_args import CONFIG_OPTIONS
+    from napari_poregrain.training.config import TrainConfig
+
+    argv = ["train", "--images", "i", "--labels", "l", "--out", "m.safetensors"]
+    argv += [f"{k}={v}" for k, v in options.items()]
+    argv += ["--scale-range", *scale] if scale else []
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        assert exc.code == 2
+        return
+    cfg = TrainConfig()
+    for dest, name in CONFIG_OPTIONS.items():
+        if getattr(args, dest, None) is not None:
+            setattr(
+                cfg,
+                name,
+                tuple(getattr(args, dest)) if dest == "scale_range" else getattr(args, dest),
+            )
+    cfg.validate()  # what the parser lets through is a usable setting
+    assert 0 <= cfg.seed < 2**32 and 0 <= cfg.num_workers <= 64

@@ -151,8 +151,12 @@ def test_measure_save_error_is_one_sentence(tmp_path, capsys):
     (out / "a_objects.csv").mkdir(parents=True)
     assert main(["measure", str(labels), "--out", str(out), "--overwrite"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert err == [f"poregrain measure: cannot save {out / 'a_objects.csv'}: is a directory"]
-    assert _leftovers(out) == []
+    kept = short_name(out / "a_objects.csv")  # issue 26: the finished table is never lost
+    assert err == [
+        f"poregrain measure: cannot save {out / 'a_objects.csv'}: is a directory; the table is "
+        f"kept as {kept}"
+    ]
+    assert _leftovers(out) == [] and kept.read_text().startswith("class,label,")
 
 
 def test_disk_full_and_read_only_stop_the_run_in_one_sentence(tmp_path):

@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
             m = _measure_file(path, outputs, args, scale)
         except _SaveError as exc:
             failures += 1
-            tqdm.write(f"poregrain measure: {save_error(exc.path, exc.error)}", sys.stderr)
+            kept = f"; the table is kept as {exc.kept}" if exc.kept else ""
+            tqdm.write(f"poregrain measure: {save_error(exc.path, exc.error)}{kept}", sys.stderr)
             if is_fatal(exc.error):
                 return 1
             continue
@@ -123,11 +124,21 @@ def _write_combined(rows: list[dict], path: Path) -> int:
 
 
 class _SaveError(Exception):
-    """An OSError while writing ``path`` (not while reading)."""
+    """An OSError while writing ``path`` (not while reading); ``kept``: where the table went."""
 
-    def __init__(self, path: Path, error: OSError) -> None:
+    def __init__(self, path: Path, error: OSError, kept: Path | None = None) -> None:
         super().__init__(str(error))
-        self.path, self.error = path, error
+        self.path, self.error, self.kept = path, error, kept
+
+
+class _TableWriter:
+    """``write(m, path)`` as a one-argument call (for :func:`..io.outputs.keep_elsewhere`)."""
+
+    def __init__(self, write, m: Measurement) -> None:
+        self.write, self.m = write, m
+
+    def __call__(self, path: Path) -> Path:
+        return self.write(self.m, path)
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,7 @@ def _measure_file(
 ) -> Measurement:
     """Measure one label file and write its two files; problems raise (the caller reports)."""
     from ..io.images import read_labels
+    from ..io.outputs import keep_elsewhere
 
     class_map = read_labels(path)
     if scale.shape is not None and scale.shape != class_map.shape:
@@ -187,8 +199,8 @@ def _measure_file(
     for target, write in ((objects, write_objects_csv), (summary, write_summary_json)):
         try:
             write(m, target)
-        except OSError as exc:
-            raise _SaveError(target, exc) from None
+        except OSError as exc:  # the measurement is kept under a short name, said where
+            raise _SaveError(target, exc, keep_elsewhere(target, _TableWriter(write, m))) from None
     return m
 
 

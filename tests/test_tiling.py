@@ -29,3 +29,11 @@ def test_blend_window_is_smooth_and_positive():
 def test_bad_tile_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
         layout(100, 100, 0)
+
+
+def test_an_overlap_leaving_no_step_is_a_value_error():  # was a ZeroDivisionError (issue 26)
+    from napari_poregrain.inference.tiling import layout
+
+    with pytest.raises(ValueError, match="no step between tiles"):
+        layout(100, 16, 16)
+    assert layout(100, 16, 8)[1][0] == 0

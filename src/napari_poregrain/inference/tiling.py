@@ -55,6 +55,8 @@ def layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
     if length <= tile:
         return round_up(length), [0]
     largest = int(tile * GROWTH) // MULTIPLE * MULTIPLE
+    if largest - overlap <= 0:  # the CLI refuses this at parse time; the API says why
+        raise ValueError(f"an overlap of {overlap} px leaves no step between tiles of {tile} px")
     n = -(-(length - overlap) // (largest - overlap))
     while (side := round_up(-(-(length + (n - 1) * overlap) // n))) > largest:
         n += 1

@@ -223,3 +223,21 @@ def test_train_never_writes_over_the_recipes_starting_model(tiny_checkpoint, tmp
     assert main(["train", "--config", str(recipe), "--out", str(tiny_checkpoint)]) == 2
     [line] = _lines(capsys)
     assert line.count(str(tiny_checkpoint)) == 2 and tiny_checkpoint.read_bytes() == before
+
+
+def test_a_streamed_class_map_the_name_refuses_is_kept(tiny_checkpoint, tmp_path, capsys):
+    image = _image(tmp_path / "x.png")
+    out = tmp_path / "out"
+    (out / "x.tif").mkdir(parents=True)  # a folder where the TIFF goes: the claim fails
+    assert (
+        _predict(image, "--out", out, "--format", "tiff", "--overwrite", model=tiny_checkpoint)
+        == 1
+    )
+    kept = short_name(out / "x.tif")
+    [line] = _lines(capsys)
+    assert line == (
+        f"poregrain predict: cannot save {out / 'x.tif'}: is a directory; the class map is kept "
+        f"as {kept}"
+    )
+    assert tifffile.imread(kept).shape == (48, 64)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

@@ -236,8 +236,10 @@ def keep_elsewhere(target: Path, write: Callable[[Path], Path]) -> Path | None:
 
 
 def save_error(path: Path, exc: OSError) -> str:
-    """One sentence for an ``OSError`` raised while writing ``path``."""
-    return f"cannot save {path}: {_why(exc)}"
+    """One sentence for an ``OSError`` raised while writing ``path`` (a writer's own
+    ``Cannot write <path>:`` is not repeated)."""
+    why = _why(exc).removeprefix(f"cannot write {path}: ").rstrip(".")
+    return f"cannot save {path}: {why}"
 
 
 def is_fatal(exc: OSError) -> bool:

@@ -58,6 +58,24 @@ class _Writer:
     def abort(self) -> None:
         _remove(self.tmp)
 
+    def _claim(self, claim: Any) -> None:
+        """``claim(tmp, path)``; when the name refuses the finished file, it is kept under a
+        short name beside it (:func:`.atomic.short_name`) and the error says where."""
+        try:
+            claim(self.tmp, self.path)
+        except OSError as exc:
+            from .atomic import short_name
+
+            kept = short_name(self.path)
+            try:
+                os.replace(self.tmp, kept)
+            except OSError:
+                raise exc from None
+            text = (exc.strerror or str(exc)).lower()
+            raise LabelWriterError(
+                f"Cannot write {self.path}: {text}; the class map is kept as {kept}."
+            ) from None
+
     def _fail(self, exc: BaseException) -> LabelWriterError:
         self.abort()
         text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
@@ -112,7 +130,7 @@ class TiffLabelWriter(_Writer):
             self.thread.join()
             if self.error is not None:
                 raise self.error
-            os.replace(self.tmp, self.path)
+            self._claim(os.replace)
         except LabelWriterError:
             raise
         except Exception as exc:
@@ -258,7 +276,9 @@ class OmeZarrLabelWriter(_Writer):
                 _copy_rows(self.image, first)
                 n = _pyramid(self.root, first)
             self.root.attrs.update(self._multiscales(n, "subsample"))
-            _claim_folder(self.tmp, self.path)
+            self._claim(_claim_folder)
+        except LabelWriterError:
+            raise
         except Exception as exc:
             raise self._fail(exc) from exc
         return self.path

@@ -73,3 +73,20 @@ def test_blocks_give_the_labels_of_one_process(shipped, real_data, tmp_path):
         model = str(resolve_model("default"))
         assert predict_block(str(path), store, block, shape, model, options, intensity) is None
     assert np.array_equal(np.asarray(zarr.open_array(store, mode="r")), whole)
+
+
+@pytest.mark.slow
+def test_two_cluster_workers_give_the_one_process_labels(shipped, real_data, tmp_path):
+    pytest.importorskip("distributed")
+    from PIL import Image
+
+    from napari_poregrain.scale.batch import PredictOptions, open_client, run_batch
+
+    images = sorted((real_data("zeiss-shale-pores") / "images").glob("*.tif"))[:2]
+    out = tmp_path / "out"
+    with open_client("local:2") as client:  # workers of one thread each
+        report = run_batch(client, images, out, resolve_model("default"), PredictOptions(tile=256))
+    assert report.ok
+    for path in images:
+        one = predict(read_sample(path), shipped, tile=256).labels
+        assert np.array_equal(np.asarray(Image.open(out / f"{path.stem}.png")), one)

@@ -241,3 +241,14 @@ def test_a_streamed_class_map_the_name_refuses_is_kept(tiny_checkpoint, tmp_path
     )
     assert tifffile.imread(kept).shape == (48, 64)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_named_pipe_in_a_training_folder_is_named(tmp_path, capsys):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    _image(images / "a.png")
+    labels.mkdir()
+    os.mkfifo(labels / "a.png")
+    argv = ["train", "--images", images, "--labels", labels, "--init", "scratch"]
+    assert main([*map(str, argv), "--out", str(tmp_path / "m.safetensors")]) == 2
+    [line] = _lines(capsys)
+    assert line == f"poregrain train: {labels / 'a.png'}: it is a named pipe (FIFO), not a file"

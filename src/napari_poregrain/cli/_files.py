@@ -9,12 +9,20 @@ from . import CliError
 
 
 def files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
-    """The files of ``folder`` with one of ``suffixes``, by stem; a clash or none is an error."""
+    """The files of ``folder`` with one of ``suffixes``, by stem; a clash, none, or a named
+    pipe, device or socket among them is an error."""
+    from ..io.files import not_regular
+
     if not folder.is_dir():
         raise CliError(f"{folder}: no such {what} folder")
     out: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
+        if path.suffix.lower() not in suffixes or path.name.startswith("."):
+            continue
+        kind = not_regular(path)
+        if kind and kind != "a folder":  # named, never opened (a named pipe would block)
+            raise CliError(f"{path}: it is {kind}, not a file")
+        if path.is_file():
             if path.stem in out:
                 raise CliError(f"{path}: two {what} files share the stem {path.stem!r}")
             out[path.stem] = path

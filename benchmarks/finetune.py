@@ -13,8 +13,15 @@ The protocol (none of it uses the images kept for acceptance):
 * ``duvernay``: leave-one-out over Duvernay tiles held out of the default model's training (the
   last 14 of the mosaic, see ``recipes/default-model.toml``): fine-tune on the first two, score
   the next ones. Pore-like dark pixels are left unlabelled in the correction, as in training.
+* ``nankai``: Nankai mudrock (never trained on): two tiles of sample group 11 are the
+  correction (side by side), the other tiles of that group are scored.
 * ``synthetic``: a synthetic style the model never saw (``UNSEEN``, grains darker than the
   matrix): one corrected image, a second one scored.
+
+``--heads``: the adaptation protocol instead (``_heads.py``: zero-shot, forests on the filter
+bank with and without the network's probabilities, the shipped head, the two-stage fine-tune,
+the network fine-tune; per-class IoU and seconds; the live refit time), results
+``finetune-heads[-LABEL].json``.
 
 ``--also-mix S`` also scores the saved weights interpolated towards the starting ones (S of the
 saved, 1 - S of the start, after the run; ``--mix`` is the Trainer's own setting).
@@ -106,6 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fp32", action="store_true", help="train in fp32 (no bf16 autocast)")
     p.add_argument("--resample-nm", type=float, help="resample to this pixel size (nm) first")
     p.add_argument("--also-mix", type=float, help="also score S x saved + (1-S) x start")
+    p.add_argument("--heads", action="store_true", help="the adaptation-head protocol")
     for lever in LEVERS:
         kind = int if lever in ("steps", "crop", "batch", "freeze_encoder", "seed") else float
         p.add_argument(f"--{lever.replace('_', '-')}", type=kind, help="overrides the default")
@@ -147,6 +155,15 @@ def duvernay_case(quick: bool) -> Case | None:
     first, second = (_without(t, unlabelled_pores(t.content())) for t in tiles[:2])
     correction = _concat(first, second) if not quick else first
     return Case("duvernay held-out tiles", correction, tiles[2:] if not quick else tiles[1:2])
+
+
+def nankai_case(quick: bool) -> Case | None:
+    folder = DATA / "nankai-mudrock" / "images"
+    if not folder.is_dir():
+        return None
+    stems = sorted(p.stem for p in folder.iterdir() if p.stem.startswith("11_"))
+    tiles = [_read("nankai-mudrock", stem) for stem in stems[: 3 if quick else None]]
+    return Case("nankai group 11", _concat(tiles[0], tiles[1]), tiles[2:])
 
 
 def _concat(a: Sample, b: Sample) -> Sample:
@@ -253,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"steps": 2, "crop": 64, "batch": 2, **overrides}
     cfg = finetune_config(device=device, freeze_bn=args.freeze_bn, amp=not args.fp32, **overrides)
     start, start_desc = load_model(args.model)
-    builders = {"zeiss": zeiss_case, "duvernay": duvernay_case, "synthetic": synthetic_case}
+    builders = {"zeiss": zeiss_case, "duvernay": duvernay_case, "synthetic": synthetic_case,
+                "nankai": nankai_case}  # fmt: skip
+    if args.heads:
+        return heads_main(args, argv, builders, start, start_desc, cfg, device)
     rows, skipped = [], []
     for name in args.cases.split(","):
         case = builders[name](args.quick)
@@ -278,6 +298,33 @@ def main(argv: list[str] | None = None) -> int:
         name, results, script=__file__, argv=argv, out_dir=args.out, quick=args.quick,
         device=device,
     )  # fmt: skip
+    print(f"results: {path}")
+    return 0
+
+
+def heads_main(args, argv, builders, start, start_desc, cfg, device) -> int:
+    """``--heads``: every adaptation method per case, and the live refit time."""
+    import _heads
+
+    rows, skipped = [], []
+    for name in args.cases.split(","):
+        case = builders[name](args.quick)
+        if case is None:
+            skipped.append(name)
+            continue
+        net_row = lambda c: fine_tune(c, start, cfg, device)  # noqa: E731
+        rows += _heads.run_case(case, start, device, net_row, cfg)
+    live = _heads.live_refit(start, device, 1 if args.quick else 3)
+    print(describe_machine(machine_info(device)))
+    cols = [("case", "case"), ("method", "method"), ("iou", "IoU m/g/p"), ("seconds", "s"),
+            ("stage", "saved")]  # fmt: skip
+    print(table(rows, cols))
+    print(f"live refit (features cached, 200k px, 1024² window): {live}")
+    results = {"start": start_desc, "config": vars(cfg), "rows": rows, "live": live,
+               "skipped": skipped}  # fmt: skip
+    name = "finetune-heads" + (f"-{args.label}" if args.label else "")
+    path = write_results(name, results, script=__file__, argv=argv, out_dir=args.out,
+                         quick=args.quick, device=device)  # fmt: skip
     print(f"results: {path}")
     return 0
 

@@ -45,6 +45,16 @@ class HeadNet(nn.Module):
         logits = self.mlp((x - self.mean) / self.std) * self.present
         return logits if prior is None else logits + prior
 
+    def channels_first(self, x: torch.Tensor, prior: bool) -> torch.Tensor:
+        """(C, N) features -> (3, N) logits, the standardisation folded into the first layer
+        (no transposed copy of the features: about twice as fast as :meth:`forward`)."""
+        first, second, last = self.mlp[0], self.mlp[2], self.mlp[4]
+        w = first.weight / self.std
+        h = torch.relu(torch.addmm((first.bias - w @ self.mean)[:, None], w, x))
+        h = torch.relu(torch.addmm(second.bias[:, None], second.weight, h))
+        logits = torch.addmm(last.bias[:, None], last.weight, h) * self.present[:, None]
+        return logits + torch.log(x[-N_CLASSES:].clamp(_EPS, 1)) if prior else logits
+
 
 class PixelHead:
     """A fitted head with the feature set and the network it belongs to."""
@@ -61,16 +71,14 @@ class PixelHead:
         flat = stack.reshape(c, h * w)
         out = np.empty((N_CLASSES, h * w), np.float32)
         for i in range(0, h * w, CHUNK):
-            x = torch.from_numpy(np.ascontiguousarray(flat[:, i : i + CHUNK].T)).float()
-            out[:, i : i + CHUNK] = torch.softmax(self._logits(x), 1).T.numpy()
+            x = torch.from_numpy(flat[:, i : i + CHUNK]).float()
+            logits = self.net.channels_first(x, self.features.network)
+            out[:, i : i + CHUNK] = torch.softmax(logits, 0).numpy()
         return out.reshape(N_CLASSES, h, w)
 
     def predict(self, features: ImageFeatures, window: Window | None = None) -> np.ndarray:
         """(h, w) uint8 classes over ``window``."""
         return self.predict_proba(features, window).argmax(0).astype(np.uint8)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x, _prior(x) if self.features.network else None)
 
     def check(self, features: ImageFeatures) -> None:
         """ValueError unless ``features`` was computed with this head's feature set."""

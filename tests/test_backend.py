@@ -61,9 +61,9 @@ def test_the_export_is_cached_by_key_and_a_bad_file_is_rebuilt(tiny_model, tmp_p
     first = onnx._Cache().get(net, 1)
     (path,) = _cached(net)
     assert path.parent == tmp_path / "onnx" and first.exact
-    stamp = path.stat().st_mtime_ns
-    again = onnx._Cache().get(net, 2)  # a fresh process: loaded, not exported
-    assert path.stat().st_mtime_ns == stamp
+    inode = path.stat().st_ino
+    again = onnx._Cache().get(net, 2)  # a fresh process: loaded, not exported (same file)
+    assert path.stat().st_ino == inode
     assert torch.equal(first(x), again(x))
     path.write_bytes(path.read_bytes()[:1000])  # truncated
     rebuilt = onnx._Cache().get(net, 1)
@@ -124,3 +124,15 @@ def test_a_network_onnx_cannot_hold_runs_on_torch_under_auto(tiny_model):
     assert np.array_equal(predict(image, model, tile=64).labels, ref)
     with pytest.raises(ValueError, match="cannot be exported to ONNX"):
         predict(image, model, tile=64, backend="onnxruntime")
+
+
+def test_the_cache_keeps_the_most_recently_used_exports(tmp_path):
+    import os
+
+    for i in range(onnx.KEEP + 3):
+        f = tmp_path / f"{i:064x}.onnx"
+        f.write_bytes(b"x")
+        os.utime(f, (1000 + i, 1000 + i))
+    onnx.prune(tmp_path)
+    left = sorted(int(p.stem, 16) for p in tmp_path.glob("*.onnx"))
+    assert left == list(range(3, onnx.KEEP + 3))

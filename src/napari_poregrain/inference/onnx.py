@@ -6,7 +6,8 @@
 (``$NAPARI_POREGRAIN_CACHE_DIR`` overrides the folder), where ``key`` hashes the network's
 weights and module types with the torch, onnxruntime and format versions. A file is only ever
 loaded from that folder, under the name its key gives, and only when the key stored inside it
-matches: a corrupt, truncated or foreign file is exported again. At export the ONNX labels are
+matches: a corrupt, truncated or foreign file is exported again. The :data:`KEEP` most
+recently used exports are kept. At export the ONNX labels are
 compared with torch fp32 on a probe image and the verdict (``exact``) is stored in the file.
 
 ONNX Runtime's CPU kernels give bit-identical logits whatever the thread count, and each tile
@@ -15,6 +16,7 @@ is run on its own, so the labels do not depend on the batch either. Engine modul
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -32,6 +34,8 @@ CACHE_ENV = "NAPARI_POREGRAIN_CACHE_DIR"
 KEY_PROP, EXACT_PROP = "poregrain_key", "poregrain_exact"
 PROBE = 256
 """Side of the synthetic probe image on which ONNX and torch fp32 labels are compared."""
+KEEP = 8
+"""Exports kept in the cache (the most recently used); older ones are removed."""
 
 
 class ExportError(ValueError):
@@ -198,9 +202,17 @@ def _load_or_export(net: torch.nn.Module, key: str, threads: int) -> OnnxNet:
         raise ExportError(f"this network cannot be exported to ONNX ({why})") from None
     try:
         atomic_write_bytes(path, data)
+        prune(path.parent)
     except OSError:  # a read-only or full cache: run from memory, export again next time
         return OnnxNet(_session(data, threads), exact, key)
     return OnnxNet(_session(path, threads), exact, key)
+
+
+def prune(folder: Path, keep: int = KEEP) -> None:
+    """Remove all but the ``keep`` most recently used exports in ``folder``."""
+    files = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def _load(path: Path, key: str, threads: int) -> OnnxNet | None:
@@ -214,6 +226,8 @@ def _load(path: Path, key: str, threads: int) -> OnnxNet | None:
         return None
     if props.get(KEY_PROP) != key:
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # most recently used: kept by prune
     return OnnxNet(session, props.get(EXACT_PROP) == "1", key)
 
 

@@ -182,3 +182,18 @@ def test_the_iou_report_scores_only_labelled_pixels(make_napari_viewer, qtbot):
     dock.run()
     qtbot.waitUntil(lambda: not dock.busy, timeout=30_000)
     assert "over 160 pixels" in dock._status.value and "mean IoU 1.000" in dock._status.value
+
+
+def test_segment_offers_the_backend_and_runs_on_onnxruntime(make_napari_viewer, qtbot, tmp_path):
+    from napari_poregrain.model import new_model, save_checkpoint
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(1).integers(0, 255, (48, 64), np.uint8))
+    path = save_checkpoint(new_model("resnet18", name="tiny"), tmp_path / "tiny.safetensors")
+    dock = open_dock(viewer, "Segment pores and grains")
+    dock.select_model(path)
+    assert set(dock._backend.choices) == {"auto", "torch", "onnxruntime"}
+    dock._backend.value = "onnxruntime"
+    _segment(qtbot, dock, image)
+    assert dock._status.value.startswith("Done"), dock._status.value
+    assert viewer.layers["grains"].data.shape == (48, 64)

@@ -18,7 +18,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ..classes import LAYER_NAMES
-from ..inference.options import CPU_TILE, DEFAULT_OVERLAP
+from ..inference.options import BACKENDS, CPU_TILE, DEFAULT_OVERLAP
 from ..sample import Sample
 from ._base import TaskDock
 from ._brush import OneBrush
@@ -105,6 +105,10 @@ class SegmentWidget(TaskDock):
         self._picker = ModelPicker(on_change=self.update_state)
         self._model, self._file = self._picker.combo, self._picker.file
         self._device = ComboBox(label="device", choices=DeviceChoices(), value="auto")
+        self._backend = ComboBox(label="backend", choices=list(BACKENDS), value="auto")
+        self._backend.tooltip = (
+            "auto: ONNX Runtime fp32 on the CPU when its labels equal torch's, torch on a GPU"
+        )
         self._tile = SpinBox(label="tile", min=64, max=4096, step=16, value=default_tile_now())
         self._overlap = FloatSpinBox(
             label="overlap", min=0.0, max=0.5, step=0.05, value=DEFAULT_OVERLAP
@@ -114,8 +118,8 @@ class SegmentWidget(TaskDock):
         self._store.tooltip = "Folder of the zarr label layers of large (lazy) images"
         self._form = Container(
             widgets=[
-                self._image, *self._picker.widgets, self._device, self._tile, self._overlap,
-                self._confidence, self._store, *self.task_controls(),
+                self._image, *self._picker.widgets, self._device, self._backend, self._tile,
+                self._overlap, self._confidence, self._store, *self.task_controls(),
             ]
         )  # fmt: skip
         self._layout.addWidget(self._form.native)
@@ -161,6 +165,7 @@ class SegmentWidget(TaskDock):
             tile=int(self._tile.value),
             overlap=float(self._overlap.value),
             device=self._device.value,
+            backend=self._backend.value,
             return_confidence=bool(self._confidence.value) and not lazy,
         )
         store = None

@@ -137,8 +137,8 @@ def cached_model(path, backend: str = "auto", device: str = "auto") -> OnnxModel
             return None
         norm = Normalization.from_dict(doc.get("normalization") or {})
         net = cached_for_file(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None  # not a readable checkpoint: load_checkpoint says why in one sentence
     if net is None or (backend == "auto" and not net.exact):
         return None
     return OnnxModel(net, _Meta(norm, str(doc.get("name") or "")), Path(path))

@@ -306,6 +306,8 @@ def heads_main(args, argv, builders, start, start_desc, cfg, device) -> int:
     """``--heads``: every adaptation method per case, and the live refit time."""
     import _heads
 
+    cols = [("case", "case"), ("method", "method"), ("iou", "IoU m/g/p"), ("seconds", "s"),
+            ("stage", "saved")]  # fmt: skip
     rows, skipped = [], []
     for name in args.cases.split(","):
         case = builders[name](args.quick)
@@ -314,10 +316,9 @@ def heads_main(args, argv, builders, start, start_desc, cfg, device) -> int:
             continue
         net_row = lambda c: fine_tune(c, start, cfg, device)  # noqa: E731
         rows += _heads.run_case(case, start, device, net_row, cfg)
+        print(table(rows[-6:], cols), flush=True)  # each case as it ends
     live = _heads.live_refit(start, device, 1 if args.quick else 3)
     print(describe_machine(machine_info(device)))
-    cols = [("case", "case"), ("method", "method"), ("iou", "IoU m/g/p"), ("seconds", "s"),
-            ("stage", "saved")]  # fmt: skip
     print(table(rows, cols))
     print(f"live refit (features cached, 200k px, 1024² window): {live}")
     results = {"start": start_desc, "config": vars(cfg), "rows": rows, "live": live,

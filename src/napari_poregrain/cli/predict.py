@@ -296,5 +296,5 @@ def _one(args, path: Path, target: Path, model, left: int) -> bool | None:
     message, fatal = problem
     if fatal and left:
         message += f"; stopped, {left} image(s) not done"
-    print(f"poregrain predict: {message}", file=sys.stderr)
+    ImageBar.write(f"poregrain predict: {message}", file=sys.stderr)  # above the bars
     return fatal

@@ -48,6 +48,7 @@ from .export import (
 from .objects_blockwise import PROPS, object_table
 from .summary import (
     COLUMNS,
+    DEFAULT_MIN_SIZE,
     OBJECT_CLASSES,
     Measurement,
     class_stats,
@@ -100,8 +101,6 @@ __all__ = [
     "write_summary_json",
 ]
 
-DEFAULT_MIN_SIZE = 4
-"""Objects smaller than this many pixels are left out of the per-object table and statistics."""
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 """Pixels whose top-class probability is below this count as low-confidence."""
 

@@ -15,6 +15,9 @@ import numpy as np
 from ..classes import GRAIN, PORE
 from .units import COLUMN_KINDS, PX_NOTE, ascii_unit, pixel_length
 
+DEFAULT_MIN_SIZE = 4
+"""Objects smaller than this many pixels are left out of the per-object table and statistics."""
+
 OBJECT_CLASSES = {"pores": PORE, "grains": GRAIN}
 COLUMNS = (
     "label",

@@ -10,8 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..analysis.export import write_objects_csv, write_summary_csv, write_summary_json
-from ..analysis.measure import DEFAULT_MIN_SIZE, class_map_sample, measure
-from ..analysis.summary import Measurement, flat_summary
+from ..analysis.summary import DEFAULT_MIN_SIZE, Measurement, flat_summary
 from . import CliError
 from ._options import add_inputs_and_out, add_output_arguments, pixel_size, positive_int
 
@@ -191,6 +190,8 @@ def _measure_file(
     class_map = read_labels(path)
     if scale.shape is not None and scale.shape != class_map.shape:
         raise ValueError(f"its shape {class_map.shape} differs from {args.image}'s {scale.shape}")
+    from ..analysis.measure import class_map_sample, measure  # scipy: not needed to parse
+
     sample = class_map_sample(
         class_map, scale.pixel_size_nm, data_bar_row=scale.data_bar_row, name=str(path)
     )

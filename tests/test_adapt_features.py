@@ -72,3 +72,18 @@ def test_bad_requests_are_one_sentence():
         FilterBank(filters=("gauss", "sobel"))
     with pytest.raises(ValueError, match="give a model"):
         ImageFeatures.compute(Sample(np.zeros((32, 32), np.uint8)), None, features=FeatureSet())
+
+
+def test_network_probabilities_do_not_depend_on_the_thread_count(tiny_model):
+    """The feature stack uses predict's exact backend (not bf16 kernels that vary with threads),
+    so a head sees the same features in one process, a worker or another thread count."""
+    sample = Sample(make_sample((96, 80), seed=4)[0])
+    before = torch.get_num_threads()
+    try:
+        stacks = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            stacks.append(ImageFeatures.compute(sample, tiny_model, device="cpu").array)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(stacks[0], stacks[1])

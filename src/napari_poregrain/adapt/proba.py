@@ -7,7 +7,8 @@ import torch
 
 from ..callbacks import StopFn
 from ..classes import CLASS_NAMES
-from ..inference.device import LentModel, resolve_precision
+from ..inference.backend import resolve_backend
+from ..inference.device import LentModel
 from ..inference.predict import _SliceJob
 from ..inference.tiling import blend_tiles, make_plan
 from ..model import LoadedModel
@@ -41,9 +42,9 @@ def network_proba(
     a, b = max(y0 - CONTEXT_ROWS, 0), min(y1 + CONTEXT_ROWS, sample.rows)
     band = Sample(sample.content()[a:b], rgb=sample.rgb, name=sample.name)
     out = np.empty((len(CLASS_NAMES), b - a, sample.width), np.float16)
-    dtype = resolve_precision("auto", device)
+    engine = resolve_backend("auto", device, "auto")  # the same exact backend as predict
     with LentModel(model.net, device) as net:
-        plan = make_plan(net, device, dtype, b - a, sample.width)
+        plan = make_plan(engine.network(net), device, engine.dtype, b - a, sample.width)
         job = _ProbaJob(band, plan, model.meta.normalization, out, None, intensity)
         blend_tiles(job.tile_input, (b - a, sample.width), plan, job.write, None, cancel)
     return out[:, y0 - a : y1 - a]

@@ -75,8 +75,8 @@ def test_bad_requests_are_one_sentence():
 
 
 def test_network_probabilities_do_not_depend_on_the_thread_count(tiny_model):
-    """The feature stack uses predict's exact backend (not bf16 kernels that vary with threads),
-    so a head sees the same features in one process, a worker or another thread count."""
+    """The network's probabilities come from predict's exact backend (not bf16 kernels that vary
+    with threads); the filters agree to float16 rounding."""
     sample = Sample(make_sample((96, 80), seed=4)[0])
     before = torch.get_num_threads()
     try:
@@ -86,4 +86,6 @@ def test_network_probabilities_do_not_depend_on_the_thread_count(tiny_model):
             stacks.append(ImageFeatures.compute(sample, tiny_model, device="cpu").array)
     finally:
         torch.set_num_threads(before)
-    np.testing.assert_array_equal(stacks[0], stacks[1])
+    np.testing.assert_array_equal(stacks[0][-3:], stacks[1][-3:])  # the probabilities: exact
+    # the filter responses (torch fp32 convolutions) agree to float16 rounding
+    np.testing.assert_allclose(stacks[0][:-3], stacks[1][:-3], rtol=2e-3, atol=1e-4)

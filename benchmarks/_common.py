@@ -165,6 +165,18 @@ def write_results(
     return path
 
 
+def save_results(name: str, results, args, argv, *, script: str, device=None) -> Path:
+    """:func:`write_results` with a script's common options (``--out``, ``--quick`` and, where
+    the script has it, ``--label`` as a suffix of the name); prints the file's path."""
+    label = getattr(args, "label", None)
+    path = write_results(
+        f"{name}-{label}" if label else name, results, script=script, argv=argv,
+        out_dir=args.out, quick=args.quick, device=device,
+    )  # fmt: skip
+    print(f"results: {path}")
+    return path
+
+
 # --------------------------------------------------------------------------- models + images
 
 

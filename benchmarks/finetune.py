@@ -51,9 +51,9 @@ from _common import (
     describe_machine,
     load_model,
     machine_info,
+    save_results,
     script_parser,
     table,
-    write_results,
 )
 from scipy import ndimage
 
@@ -293,12 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped (no data in {DATA}): {', '.join(skipped)}")
     results = {"start": start_desc, "config": vars(cfg), "rows": rows, "skipped": skipped}
     results.update(flips=args.flips, resample_nm=args.resample_nm)
-    name = f"finetune-{args.label}" if args.label else "finetune"
-    path = write_results(
-        name, results, script=__file__, argv=argv, out_dir=args.out, quick=args.quick,
-        device=device,
-    )  # fmt: skip
-    print(f"results: {path}")
+    save_results("finetune", results, args, argv, script=__file__, device=device)
     return 0
 
 
@@ -323,10 +318,7 @@ def heads_main(args, argv, builders, start, start_desc, cfg, device) -> int:
     print(f"live refit (features cached, 200k px, 1024² window): {live}")
     results = {"start": start_desc, "config": vars(cfg), "rows": rows, "live": live,
                "skipped": skipped}  # fmt: skip
-    name = "finetune-heads" + (f"-{args.label}" if args.label else "")
-    path = write_results(name, results, script=__file__, argv=argv, out_dir=args.out,
-                         quick=args.quick, device=device)  # fmt: skip
-    print(f"results: {path}")
+    save_results("finetune-heads", results, args, argv, script=__file__, device=device)
     return 0
 
 

@@ -24,10 +24,10 @@ from _common import (
     int_list,
     load_model,
     machine_info,
+    save_results,
     script_parser,
     synthetic_image,
     table,
-    write_results,
 )
 
 from napari_poregrain.inference.device import forward
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                     row["agree"] = float((labels == ref).float().mean())
                 rows.append({"tile": side, "batch": batch, **row})
     print(table(rows, COLUMNS))
-    path = write_results("gpu", {"model": desc, "rows": rows}, script=__file__, argv=argv,
-                         out_dir=args.out, quick=args.quick, device="cuda")  # fmt: skip
-    print(f"\nwrote {path}")
+    save_results("gpu", {"model": desc, "rows": rows}, args, argv, script=__file__, device="cuda")
     return 0
 
 

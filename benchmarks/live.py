@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import apply_threads, describe_machine, machine_info, script_parser, write_results
+from _common import apply_threads, describe_machine, machine_info, save_results, script_parser
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeiss-shale-pores"
 
@@ -127,8 +127,7 @@ def main(argv=None) -> int:
     print(describe_machine(info))
     for key, value in results.items():
         print(f"{key}: {value}")
-    path = write_results("live", results, script=__file__, argv=argv, quick=args.quick)
-    print(f"wrote {path}")
+    save_results("live", results, args, argv, script=__file__, device="cpu")
     return 0
 
 

@@ -33,8 +33,8 @@ from _common import (
     describe_machine,
     load_model,
     machine_info,
+    save_results,
     script_parser,
-    write_results,
 )
 from finetune import DATA, zoomed
 
@@ -139,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         for who, iou in row.items():
             if isinstance(iou, list):
                 print(f"  {who:40s} {_cells(iou)}")
-    name = f"nankai-{args.label}" if args.label else "nankai"
-    path = write_results(name, results, script=__file__, argv=argv, out_dir=args.out,
-                         quick=args.quick, device=device)  # fmt: skip
-    print(f"results: {path}")
+    save_results("nankai", results, args, argv, script=__file__, device=device)
     return 0
 
 

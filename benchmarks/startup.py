@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import describe_machine, machine_info, script_parser, table, write_results
+from _common import describe_machine, machine_info, save_results, script_parser, table
 
 COMMANDS = ("predict", "evaluate", "train", "measure", "demo")
 ZEISS = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeiss-shale-pores"
@@ -114,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         rows = run_cases(work, small_files(work, n), args.model, repeat)
     print(table(rows, COLUMNS))
-    path = write_results("startup", {"rows": rows, "files": n}, script=__file__, argv=argv,
-                         out_dir=args.out, quick=args.quick, device="cpu")  # fmt: skip
-    print(f"\nwrote {path}")
+    results = {"rows": rows, "files": n}
+    save_results("startup", results, args, argv, script=__file__, device="cpu")
     return 0
 
 

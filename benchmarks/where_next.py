@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import apply_threads, describe_machine, machine_info, script_parser, write_results
+from _common import apply_threads, describe_machine, machine_info, save_results, script_parser
 
 from napari_poregrain._widgets._live_jobs import LIVE_STEPS
 from napari_poregrain.adapt.features import ImageFeatures
@@ -120,8 +120,7 @@ def main(argv=None) -> int:
     print(f"median gain per corrected pixel (x1e4): {summary}")
     print(f"the ranked box beats the random ones in {wins} of {len(rows)} cases")
     results = {"rows": rows, "median": summary, "ranked_wins": f"{wins}/{len(rows)}"}
-    path = write_results("where_next", results, script=__file__, argv=argv, quick=args.quick)
-    print(f"wrote {path}")
+    save_results("where_next", results, args, argv, script=__file__, device="cpu")
     return 0
 
 

@@ -32,8 +32,8 @@ from _common import (
     describe_machine,
     load_model,
     machine_info,
+    save_results,
     script_parser,
-    write_results,
 )
 from finetune import DATA, UNSEEN, _read, score, zoomed
 
@@ -131,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row.name:24s} {cells}")
     print(f"{'mean':24s} " + "  ".join(f"{line['mean']:>14}" for line in lines))
     print("models: " + ", ".join(f"{i + 1}. {line['model']}" for i, line in enumerate(lines)))
-    name = f"zeroshot-{args.label}" if args.label else "zeroshot"
-    path = write_results(name, results, script=__file__, argv=argv, out_dir=args.out,
-                         quick=args.quick, device=device)  # fmt: skip
-    print(f"results: {path}")
+    save_results("zeroshot", results, args, argv, script=__file__, device=device)
     return 0
 
 

@@ -275,11 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.heads:
         return heads_main(args, argv, builders, start, start_desc, cfg, device)
     rows, skipped = [], []
-    for name in args.cases.split(","):
-        case = builders[name](args.quick)
-        if case is None:
-            skipped.append(name)
-            continue
+    for case in built_cases(args, builders, skipped):
         if args.resample_nm:
             case = Case(
                 case.name, resampled(case.correction, args.resample_nm),
@@ -297,6 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def built_cases(args, builders, skipped: list):
+    """The cases ``--cases`` names, built one at a time; those without data go to ``skipped``."""
+    for name in args.cases.split(","):
+        case = builders[name](args.quick)
+        if case is None:
+            skipped.append(name)
+        else:
+            yield case
+
+
 def heads_main(args, argv, builders, start, start_desc, cfg, device) -> int:
     """``--heads``: every adaptation method per case, and the live refit time."""
     import _heads
@@ -304,11 +310,7 @@ def heads_main(args, argv, builders, start, start_desc, cfg, device) -> int:
     cols = [("case", "case"), ("method", "method"), ("iou", "IoU m/g/p"), ("seconds", "s"),
             ("stage", "saved")]  # fmt: skip
     rows, skipped = [], []
-    for name in args.cases.split(","):
-        case = builders[name](args.quick)
-        if case is None:
-            skipped.append(name)
-            continue
+    for case in built_cases(args, builders, skipped):
         net_row = lambda c: fine_tune(c, start, cfg, device)  # noqa: E731
         rows += _heads.run_case(case, start, device, net_row, cfg)
         print(table(rows[-6:], cols), flush=True)  # each case as it ends

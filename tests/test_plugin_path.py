@@ -197,3 +197,15 @@ def test_segment_offers_the_backend_and_runs_on_onnxruntime(make_napari_viewer, 
     _segment(qtbot, dock, image)
     assert dock._status.value.startswith("Done"), dock._status.value
     assert viewer.layers["grains"].data.shape == (48, 64)
+
+
+def test_a_stroke_reads_only_its_box_of_a_zarr_partner():
+    import zarr
+
+    from napari_poregrain._widgets._brush import values_at
+
+    data = zarr.create_array(store={}, shape=(64, 64), chunks=(16, 16), dtype="uint8")
+    data[10:12, 40:43] = 255
+    indices = (np.array([10, 11, 11]), np.array([40, 42, 50]))
+    np.testing.assert_array_equal(values_at(data, indices), [255, 255, 0])
+    np.testing.assert_array_equal(values_at(np.asarray(data), indices), [255, 255, 0])

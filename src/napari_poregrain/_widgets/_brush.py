@@ -16,6 +16,7 @@ import numpy as np
 from magicgui.widgets import PushButton
 from napari.layers import Labels
 
+from ..analysis.blockwise import is_lazy
 from ..classes import GRAIN, IGNORE, LAYER_NAMES, PORE
 from ._layers import class_pixels, layer_pixels, overlap_text, real_viewer, spatial_shape
 from ._pairs import IMAGE_KEY, class_rank, newest_pair
@@ -93,14 +94,11 @@ class OneBrush:
             if other is None:
                 continue
             new = np.broadcast_to(np.asarray(new), indices[0].shape)
-            theirs = np.asarray(layer_pixels(other))[indices]
+            theirs = values_at(layer_pixels(other), indices)
             clear = (new != 0) & (theirs != 0) | (new == 0) & (theirs == IGNORE)
             if clear.any():
-                self._clearing = True
-                try:
+                with self.quiet():
                     other.data_setitem(tuple(i[clear] for i in indices), 0)
-                finally:
-                    self._clearing = False
 
     @contextlib.contextmanager
     def quiet(self):
@@ -113,8 +111,8 @@ class OneBrush:
 
     def record(self, layer, indices) -> None:
         """Mark ``indices`` as painted by the user in ``layer``'s pair."""
-        if self._clearing:
-            return
+        if self._clearing or is_lazy(layer_pixels(layer)):
+            return  # a zarr/dask layer: no full-size mask (Live mode needs an in-memory image)
         key = pair_key(layer)
         shape = spatial_shape(layer)
         mask = self.painted_masks.get(key)
@@ -184,6 +182,14 @@ class OverlapFix:
         text = f"Resolved: {n} pixels kept in {winner.name}, cleared in {loser.name}."
         self.report(text)
         return text
+
+
+def values_at(data, indices: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``data[indices]`` reading only the indices' bounding box (a zarr or dask layer is not
+    read whole for one stroke)."""
+    lo = [int(i.min()) for i in indices]
+    box = np.asarray(data[tuple(slice(a, int(i.max()) + 1) for a, i in zip(lo, indices))])
+    return box[tuple(i - a for i, a in zip(indices, lo, strict=True))]
 
 
 def pair_key(layer) -> str:

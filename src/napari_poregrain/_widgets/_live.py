@@ -47,6 +47,7 @@ class LiveMode:
         self.task: BackgroundTask | None = None
         self.dirty = False  # strokes arrived while a refit ran
         self.preview: dict | None = None  # window, labels, head of the last refit
+        self.refitting = None  # the image layer of the running refit
         self.watched: list = []
         self.timer = QTimer(dock)  # dies with the dock: no refit after it closes
         self.timer.setSingleShot(True)
@@ -166,6 +167,7 @@ class LiveMode:
             self.say("Live: paint a few strokes of each class; the preview follows.")
             return
         window = self.view_window(image, features.shape)
+        self.refitting = image  # the preview belongs to it, whatever the combos say by then
         self.start(RefitJob(features, labels, window), self.show, "Live: refitting…")
 
     def view_window(self, image, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -180,7 +182,7 @@ class LiveMode:
 
     def show(self, result) -> None:
         """The refit's preview into the ``live preview [image]`` layer (made on first use)."""
-        image, _, _ = self.pair()
+        image = self.refitting
         self.preview = dict(result, image=image)
         y0, x0, _, _ = result["window"]
         name = f"live preview [{image.name}]"
